@@ -1,0 +1,186 @@
+"""Built-in tabular and 2-D datasets: scikit-learn's bundled sets (offline), generated sets,
+and the user's own CSV and NPZ files. Generated sets are drawn from the recipe's seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field
+
+from dltrain.data.registry import DATASETS, Arrays
+from dltrain.errors import DataError
+from dltrain.types import NonNegativeFloat, PositiveInt
+
+register = DATASETS.register
+SampleCount = Annotated[int, Field(ge=10)]
+
+
+def _classification(x, y, names=None) -> Arrays:
+    return Arrays(np.asarray(x, np.float32), np.asarray(y, np.int64), "classification",
+                  [str(n) for n in names] if names is not None else None)
+
+
+def _regression(x, y) -> Arrays:
+    y = np.asarray(y, np.float32)
+    return Arrays(np.asarray(x, np.float32), y.reshape(len(y), -1), "regression")
+
+
+def _bundled(loader_name: str):
+    import sklearn.datasets as skd
+    return getattr(skd, loader_name)()
+
+
+@register("digits", description="8x8 handwritten digits, 1797 samples, 10 classes (scikit-learn, offline)")
+def digits(seed, /):
+    d = _bundled("load_digits")
+    return _classification(d.data, d.target, d.target_names)
+
+
+@register("iris", description="150 iris flowers, 4 features, 3 species (scikit-learn, offline)")
+def iris(seed, /):
+    d = _bundled("load_iris")
+    return _classification(d.data, d.target, d.target_names)
+
+
+@register("wine", description="178 wines, 13 chemical features, 3 cultivars (scikit-learn, offline)")
+def wine(seed, /):
+    d = _bundled("load_wine")
+    return _classification(d.data, d.target, d.target_names)
+
+
+@register("breast_cancer", description="569 tumours, 30 features, malignant vs benign (scikit-learn, offline)")
+def breast_cancer(seed, /):
+    d = _bundled("load_breast_cancer")
+    return _classification(d.data, d.target, d.target_names)
+
+
+@register("diabetes", description="442 patients, 10 features, disease progression after a year: regression (scikit-learn, offline)")
+def diabetes(seed, /):
+    d = _bundled("load_diabetes")
+    return _regression(d.data, d.target)
+
+
+@register("moons", description="two interleaving half circles in 2-D (generated)")
+def moons(seed, /, *, n_samples: SampleCount = 1000, noise: NonNegativeFloat = 0.1):
+    from sklearn.datasets import make_moons
+    x, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+    return _classification(x, y, ["upper", "lower"])
+
+
+@register("circles", description="a small circle inside a large one in 2-D (generated)")
+def circles(seed, /, *, n_samples: SampleCount = 1000, noise: NonNegativeFloat = 0.05,
+            factor: Annotated[float, Field(gt=0, lt=1)] = 0.5):
+    from sklearn.datasets import make_circles
+    x, y = make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
+    return _classification(x, y, ["outer", "inner"])
+
+
+@register("spirals", description="interleaved spiral arms in 2-D, one class per arm (generated)")
+def spirals(seed, /, *, n_samples: SampleCount = 1000, noise: NonNegativeFloat = 0.2,
+            arms: Annotated[int, Field(ge=2, le=10)] = 2, turns: Annotated[float, Field(gt=0)] = 1.5):
+    rng = np.random.default_rng(seed)
+    per_arm = n_samples // arms
+    t = np.sqrt(rng.uniform(0, 1, (arms, per_arm))) * turns * 2 * np.pi  # denser toward the centre
+    offsets = np.arange(arms)[:, None] * 2 * np.pi / arms
+    radius = t / (turns * 2 * np.pi) * 5
+    x = np.stack([radius * np.cos(t + offsets), radius * np.sin(t + offsets)], axis=-1).reshape(-1, 2)
+    x += rng.normal(0, noise, x.shape)
+    y = np.repeat(np.arange(arms), per_arm)
+    return _classification(x, y, [f"arm{i}" for i in range(arms)])
+
+
+@register("friedman", description="Friedman #1: y = 10 sin(pi x1 x2) + 20 (x3-0.5)^2 + 10 x4 + 5 x5 + noise, 10 features (generated)")
+def friedman(seed, /, *, n_samples: SampleCount = 2000, noise: NonNegativeFloat = 1.0,
+             n_features: Annotated[int, Field(ge=5)] = 10):
+    from sklearn.datasets import make_friedman1
+    x, y = make_friedman1(n_samples=n_samples, n_features=n_features, noise=noise, random_state=seed)
+    return _regression(x, y)
+
+
+HOUSE_FEATURES = ["area_m2", "rooms", "age_years", "distance_km", "floor", "garden", "quality"]
+
+
+@register("houses", description="house prices (in 100k) from 7 features, with a nonlinear price law and noise (generated)")
+def houses(seed, /, *, n_samples: SampleCount = 2000, noise: NonNegativeFloat = 0.1):
+    rng = np.random.default_rng(seed)
+    area = rng.gamma(6.0, 18.0, n_samples) + 25  # m^2, right-skewed like real listings
+    rooms = np.clip(np.round(area / 25 + rng.normal(0, 0.7, n_samples)), 1, None)
+    age = rng.uniform(0, 100, n_samples)
+    distance = rng.exponential(8.0, n_samples)  # km to the centre
+    floor = rng.integers(0, 10, n_samples).astype(float)
+    garden = (rng.uniform(size=n_samples) < 0.35).astype(float)
+    quality = rng.integers(1, 6, n_samples).astype(float)
+    price = (area * 0.02 * (1 + 0.08 * (quality - 3)) * np.exp(-distance / 25)
+             + 0.25 * garden + 0.05 * np.minimum(floor, 5) - 0.004 * age + 0.002 * (age - 50) ** 2 / 25
+             + 0.1 * rooms)
+    price = price * np.exp(rng.normal(0, noise, n_samples))  # multiplicative noise, as prices have
+    x = np.stack([area, rooms, age, distance, floor, garden, quality], axis=1)
+    arrays = _regression(x, price)
+    arrays.notes["features"] = HOUSE_FEATURES
+    return arrays
+
+
+@register("csv", description="your CSV file: path, target column, optional features, task")
+def csv(seed, /, *, path: str, target: str, features: list[str] | None = None,
+        task: Literal["auto", "classification", "regression"] = "auto", delimiter: str = ","):
+    import csv as csvmod
+    file = Path(path)
+    try:
+        with file.open(newline="", encoding="utf-8") as handle:
+            rows = list(csvmod.DictReader(handle, delimiter=delimiter))
+    except FileNotFoundError:
+        raise DataError(f"data.path: CSV file not found: {file}") from None
+    if not rows:
+        raise DataError(f"data.path: {file} has no data rows")
+    columns = list(rows[0].keys())
+    wanted = features if features is not None else [c for c in columns if c != target]
+    for name in [target, *wanted]:
+        if name not in columns:
+            from dltrain.errors import did_you_mean
+            raise DataError(f"data: column `{name}` is not in {file}{did_you_mean(name, columns)} "
+                            f"(columns: {', '.join(columns)})")
+    try:
+        x = np.array([[float(r[c]) for c in wanted] for r in rows], np.float32)
+    except ValueError as exc:
+        raise DataError(f"data: {file}: a feature column is not numeric ({exc})") from None
+    raw_target = [r[target] for r in rows]
+    return _from_target(x, raw_target, task, f"{file} column `{target}`")
+
+
+@register("npz", description="your NumPy .npz file with arrays x and y (task as for csv)")
+def npz(seed, /, *, path: str, task: Literal["auto", "classification", "regression"] = "auto"):
+    file = Path(path)
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            if "x" not in archive or "y" not in archive:
+                raise DataError(f"data.path: {file} must hold arrays `x` and `y` (it has: {', '.join(archive.files)})")
+            x, y = archive["x"], archive["y"]
+    except FileNotFoundError:
+        raise DataError(f"data.path: NPZ file not found: {file}") from None
+    except ValueError as exc:
+        raise DataError(f"data.path: cannot read {file} as .npz without pickles: {exc}") from None
+    if len(x) != len(y):
+        raise DataError(f"data: {file}: x has {len(x)} rows but y has {len(y)}")
+    return _from_target(x.astype(np.float32), list(y) if y.ndim == 1 else y, task, f"{file} array y")
+
+
+def _from_target(x: np.ndarray, raw, task: str, what: str) -> Arrays:
+    """Decide classification vs regression ('auto': integer or text labels with <= 50 distinct values)."""
+    values = np.asarray(raw)
+    numeric = True
+    try:
+        as_float = values.astype(np.float64)
+    except ValueError:
+        numeric = False
+    if task == "auto":
+        integral = numeric and as_float.ndim == 1 and np.all(np.mod(as_float, 1) == 0)
+        task = "classification" if (not numeric or integral) and len(np.unique(values)) <= 50 else "regression"
+    if task == "regression":
+        if not numeric:
+            raise DataError(f"data: {what} is not numeric, so it cannot be a regression target")
+        return _regression(x, as_float)
+    names, labels = np.unique(values if not numeric else as_float, return_inverse=True)
+    names = [str(int(n)) if numeric and float(n).is_integer() else str(n) for n in names]
+    return _classification(x, labels, names)

@@ -1,0 +1,1 @@
+"""Training: the loop (`fit`), the per-batch work (`Learner`), and callbacks."""

@@ -1,0 +1,151 @@
+"""Callbacks: features of a run that hook into the loop at a fixed set of events.
+
+Events (the only ones; a misspelt method name is caught at registration):
+  on_fit_start(state)            before the first epoch (or after a resume)
+  on_epoch_start(state)
+  on_log(state, losses)          every `log.every_steps` optimizer steps: host copies of the
+                                 batch losses since the last log (the loop's one sync point)
+  on_epoch_end(state, logs)      after validation; logs = {"train_loss": ..., "val_loss": ..., ...}
+  on_fit_end(state)              always, also after a stop or an error (state.stop says why)
+A callback stops training by raising StopTraining; every callback still sees the epoch's end.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+EVENTS = ("on_fit_start", "on_epoch_start", "on_log", "on_epoch_end", "on_fit_end")
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end training. status: completed|early_stopped|diverged|interrupted."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@dataclass
+class FitState:
+    """What the loop knows; callbacks read it (and the learner through it)."""
+
+    learner: Any
+    epochs: int  # planned
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    history: list[dict] = field(default_factory=list)  # logs of every completed epoch
+    stop: StopTraining | None = None
+    callbacks: list["Callback"] = field(default_factory=list)
+
+
+class Callback:
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in vars(cls):
+            if name.startswith("on_") and name not in EVENTS:
+                raise TypeError(f"{cls.__name__}.{name} is not a callback event (events: {', '.join(EVENTS)})")
+
+
+def fire(callbacks: list[Callback], event: str, *args) -> None:
+    """Call `event` on every callback; a StopTraining is raised after all of them ran."""
+    stop: StopTraining | None = None
+    for cb in callbacks:
+        method = getattr(cb, event, None)
+        if method is None:
+            continue
+        try:
+            method(*args)
+        except StopTraining as exc:
+            stop = stop or exc
+    if stop is not None:
+        raise stop
+
+
+class Monitor:
+    """Tracks the best value of one metric: improvement means better by more than min_delta."""
+
+    def __init__(self, name: str, mode: str, min_delta: float = 0.0):
+        self.name, self.mode, self.min_delta = name, mode, min_delta
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    def update(self, value: float, epoch: int) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best is None or (value < self.best - self.min_delta if self.mode == "min"
+                                 else value > self.best + self.min_delta):
+            self.best, self.best_epoch = value, epoch
+            return True
+        return False
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+
+
+def read_metric(logs: dict, name: str) -> float:
+    if name not in logs:
+        raise KeyError(f"metric `{name}` is not recorded by this run (recorded: {', '.join(sorted(logs))})")
+    return logs[name]
+
+
+class EarlyStopping(Callback):
+    """Stop after `patience` epochs without improvement; optionally end with the best weights."""
+
+    def __init__(self, monitor: str, mode: str, patience: int, min_delta: float = 0.0, restore_best: bool = True):
+        self.monitor = Monitor(monitor, mode, min_delta)
+        self.patience, self.restore_best = patience, restore_best
+        self.bad_epochs = 0
+        self.best_weights: dict | None = None  # a copy on the training device: no disk round trip
+
+    def on_epoch_end(self, state: FitState, logs: dict) -> None:
+        if self.monitor.update(read_metric(logs, self.monitor.name), state.epoch):
+            self.bad_epochs = 0
+            if self.restore_best:
+                self.best_weights = copy.deepcopy(state.learner.module.state_dict())
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience:
+            m = self.monitor
+            raise StopTraining("early_stopped",
+                               f"early stopping: {m.name} did not improve for {self.patience} epochs "
+                               f"(best {m.best:.6g} at epoch {m.best_epoch})")
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.restore_best and self.best_weights is not None and (
+                state.stop is None or state.stop.status in ("early_stopped", "completed")):
+            state.learner.module.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict:
+        return {"monitor": self.monitor.state_dict(), "bad_epochs": self.bad_epochs,
+                "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.monitor.load_state_dict(state["monitor"])
+        self.bad_epochs, self.best_weights = state["bad_epochs"], state["best_weights"]
+
+
+class NonFiniteGuard(Callback):
+    """Stop with status `diverged` at the first non-finite batch loss, naming epoch and step."""
+
+    def on_log(self, state: FitState, losses: list[tuple[int, float]]) -> None:
+        for step, value in losses:
+            if not math.isfinite(value):
+                raise StopTraining("diverged", f"diverged: non-finite loss ({value}) at epoch {state.epoch + 1}, "
+                                               f"step {step}")
+
+    def on_epoch_end(self, state: FitState, logs: dict) -> None:
+        for key in ("train_loss", "val_loss"):
+            if key in logs and not math.isfinite(logs[key]):
+                raise StopTraining("diverged", f"diverged: {key} is {logs[key]} at epoch {state.epoch}")

@@ -1,0 +1,199 @@
+"""The training loop. `Learner` does the per-batch work; `fit` runs epochs and fires callbacks.
+
+Nothing here reads the recipe: it receives built objects. Per batch there is no host
+synchronisation: losses go into a device buffer that is read back every `log_every` steps
+(the one sync point, shared by the non-finite guard and the loggers) and at the epoch's end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import torch
+
+from dltrain.train.callbacks import FitState, StopTraining, fire
+from dltrain.train.metrics import MetricSums
+
+
+@dataclass
+class Penalty:
+    """l1 * sum|w| + l2 * sum w^2 over weight matrices (ndim > 1): biases and norm gains are exempt."""
+
+    l1: float = 0.0
+    l2: float = 0.0
+
+    def __call__(self, weights: list[torch.Tensor]) -> torch.Tensor:
+        total = weights[0].new_zeros(())
+        if self.l1:
+            total = total + self.l1 * sum(w.abs().sum() for w in weights)
+        if self.l2:
+            total = total + self.l2 * sum(w.pow(2).sum() for w in weights)
+        return total
+
+    def __bool__(self) -> bool:
+        return bool(self.l1 or self.l2)
+
+
+@dataclass
+class Clip:
+    """Clip by global norm (`norm`, with `norm_type`) or elementwise by `value`."""
+
+    norm: float | None = None
+    norm_type: float = 2.0
+    value: float | None = None
+
+
+class Learner:
+    """One model, its loss, optimizer, schedule and the settings of a training step."""
+
+    def __init__(self, model, loss_fn, optimizer, schedule, *, task: str, penalty: Penalty | None = None,
+                 clip: Clip | None = None, grad_accumulation: int = 1, precision: str = "fp32",
+                 log_every: int = 10, generator: torch.Generator | None = None):
+        self.model, self.loss_fn, self.optimizer, self.schedule = model, loss_fn, optimizer, schedule
+        self.task, self.penalty, self.clip = task, penalty or Penalty(), clip
+        self.grad_accumulation, self.log_every = grad_accumulation, log_every
+        self.generator = generator  # drives the data order; saved with checkpoints
+        self.device = next(model.parameters()).device
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.weights = [p for p in self.params if p.ndim > 1]
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _optimizer_step(self, measure_norm: bool) -> torch.Tensor | None:
+        """Clip, step, zero grads, advance the schedule. Returns the pre-clip grad norm if measured."""
+        norm = None
+        if self.clip is not None or measure_norm:
+            self.scaler.unscale_(self.optimizer)
+            grads = [p.grad for p in self.params if p.grad is not None]
+            if self.clip is not None and self.clip.norm is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip.norm, self.clip.norm_type, foreach=True)
+            else:
+                norm = torch.nn.utils.get_total_norm(grads, 2.0, foreach=True)
+                if self.clip is not None:
+                    torch.nn.utils.clip_grad_value_(self.params, self.clip.value, foreach=True)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.step_batch()
+        return norm
+
+    def train_epoch(self, loader, state: FitState) -> dict[str, float]:
+        """One pass over the training data. Fires on_log; returns train metrics and grad norm."""
+        self.model.train()
+        sums = MetricSums(self.task, self.device)
+        penalty_sum = torch.zeros((), device=self.device)
+        n_batches = len(loader)
+        losses = torch.empty(n_batches, device=self.device)  # per batch, read back at log points
+        norms = torch.zeros(2, device=self.device)  # [sum of measured grad norms, count]
+        batch_steps: list[int] = []  # optimizer step each batch belongs to (host side, no sync)
+        logged = 0
+        accumulated = 0
+        for i, (x, y) in enumerate(loader):
+            with self.autocast():
+                output = self.model(x)
+                loss = self.loss_fn(output, y)
+            total = loss
+            if self.penalty:
+                penalty = self.penalty(self.weights)
+                total = loss + penalty
+                penalty_sum += penalty.detach()
+            self.scaler.scale(total / self.grad_accumulation).backward()
+            losses[i] = loss.detach()
+            sums.update(loss, output, y)
+            batch_steps.append(state.step + 1)
+            accumulated += 1
+            if accumulated == self.grad_accumulation or i == n_batches - 1:
+                accumulated = 0
+                log_now = (state.step + 1) % self.log_every == 0
+                norm = self._optimizer_step(measure_norm=log_now)
+                state.step += 1
+                if norm is not None:
+                    norms += torch.stack([norm.float(), norm.new_ones((), dtype=torch.float32)])
+                if log_now:
+                    self._log(state, losses, batch_steps, logged, i + 1)
+                    logged = i + 1
+        if logged < n_batches:
+            self._log(state, losses, batch_steps, logged, n_batches)
+        logs = sums.compute()
+        norm_sum, norm_count = norms.tolist()
+        if norm_count:
+            logs["grad_norm"] = norm_sum / norm_count
+        if self.penalty:
+            logs["penalty"] = penalty_sum.item() / max(1, n_batches)
+        return logs
+
+    def _log(self, state: FitState, losses: torch.Tensor, batch_steps: list[int], start: int, end: int) -> None:
+        values = losses[start:end].tolist()  # the sync point: every log_every steps
+        fire(state.callbacks, "on_log", state, list(zip(batch_steps[start:end], values)))
+
+    @torch.no_grad()
+    def evaluate(self, loader) -> dict[str, float]:
+        self.model.eval()
+        sums = MetricSums(self.task, self.device)
+        for x, y in loader:
+            with self.autocast():
+                output = self.model(x)
+                loss = self.loss_fn(output, y)
+            sums.update(loss, output, y)
+        return sums.compute()
+
+    @property
+    def module(self):
+        """The model without a torch.compile wrapper (its state_dict keys are the plain names)."""
+        return getattr(self.model, "_orig_mod", self.model)
+
+    def state_dict(self) -> dict:
+        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
+                "generator": self.generator.get_state() if self.generator is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if state.get("generator") is not None and self.generator is not None:
+            self.generator.set_state(state["generator"])
+
+
+def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState:
+    """Train until state.epochs or a StopTraining. Callbacks are in state.callbacks."""
+    callbacks = state.callbacks
+    try:
+        fire(callbacks, "on_fit_start", state)
+        while state.epoch < state.epochs:
+            fire(callbacks, "on_epoch_start", state)
+            started = time.perf_counter()
+            lr = learner.schedule.lr  # the lr this epoch starts with
+            train = learner.train_epoch(train_loader, state)
+            logs = {f"train_{k}" if k in ("loss", "accuracy", "mae", "rmse") else k: v for k, v in train.items()}
+            if val_loader is not None:
+                logs.update({f"val_{k}": v for k, v in learner.evaluate(val_loader).items()})
+            state.epoch += 1
+            logs = {"epoch": state.epoch, "step": state.step, "lr": lr, **logs,
+                    "seconds": time.perf_counter() - started}
+            learner.schedule.step_epoch(logs)
+            state.history.append(logs)
+            fire(callbacks, "on_epoch_end", state, logs)
+    except StopTraining as stop:
+        state.stop = stop
+    finally:
+        if state.stop is None and state.epoch >= state.epochs:
+            state.stop = StopTraining("completed", f"completed all {state.epochs} epochs")
+        fire_end(state)
+    return state
+
+
+def fire_end(state: FitState) -> None:
+    """on_fit_end runs for every callback even if one of them fails."""
+    for cb in state.callbacks:
+        if hasattr(cb, "on_fit_end"):
+            cb.on_fit_end(state)

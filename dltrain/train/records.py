@@ -1,0 +1,123 @@
+"""Callbacks that record a run: metrics.csv, TensorBoard event files, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import torch
+
+from dltrain.rundir import RunDir
+from dltrain.train.callbacks import Callback, FitState, Monitor, read_metric
+
+CHECKPOINT_FORMAT = 1
+SPLIT_METRICS = ("loss", "accuracy", "mae", "rmse")
+
+
+class MetricsFile(Callback):
+    """metrics.csv: one row per epoch, rewritten atomically."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+
+    def on_epoch_end(self, state: FitState, logs: dict) -> None:
+        self.run.write_metrics(state.history)
+
+
+class TensorBoard(Callback):
+    """Scalars in `train/` and `validation/` writers under the same tags, so TensorBoard overlays
+    the two curves on one chart (as Keras does); batch loss every log interval."""
+
+    def __init__(self, run: RunDir, histograms: bool = False):
+        self.run, self.histograms = run, histograms
+        self.writers: dict = {}
+
+    def _writer(self, split: str):
+        if split not in self.writers:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writers[split] = SummaryWriter(log_dir=str(self.run.path / split))
+        return self.writers[split]
+
+    def on_log(self, state: FitState, losses: list[tuple[int, float]]) -> None:
+        if losses:
+            mean = sum(v for _, v in losses) / len(losses)
+            self._writer("train").add_scalar("batch_loss", mean, losses[-1][0])
+
+    def on_epoch_end(self, state: FitState, logs: dict) -> None:
+        train, val = self._writer("train"), self._writer("validation")
+        epoch = state.epoch
+        for metric in SPLIT_METRICS:
+            if f"train_{metric}" in logs:
+                train.add_scalar(f"epoch_{metric}", logs[f"train_{metric}"], epoch)
+            if f"val_{metric}" in logs:
+                val.add_scalar(f"epoch_{metric}", logs[f"val_{metric}"], epoch)
+        train.add_scalar("epoch_learning_rate", logs["lr"], epoch)
+        for extra in ("grad_norm", "penalty"):
+            if extra in logs:
+                train.add_scalar(f"epoch_{extra}", logs[extra], epoch)
+        if self.histograms:
+            for name, param in state.learner.model.named_parameters():
+                train.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def on_fit_end(self, state: FitState) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_state(state: FitState) -> dict:
+    """Everything needed to continue exactly: plain containers of tensors and numbers only."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": state.epoch, "step": state.step,
+        "history": state.history,
+        "learner": state.learner.state_dict(),
+        "callbacks": {type(cb).__name__: cb.state_dict() for cb in state.callbacks},
+        "rng": rng_state(),
+    }
+
+
+class Checkpointer(Callback):
+    """checkpoints/last.pt every epoch; best.pt when the monitored metric improves.
+    Never after a divergence: a checkpoint holding non-finite weights is worse than none."""
+
+    def __init__(self, run: RunDir, monitor: str, mode: str):
+        self.run = run
+        self.monitor = Monitor(monitor, mode)
+
+    def on_epoch_end(self, state: FitState, logs: dict) -> None:
+        if not all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
+            return  # the non-finite guard stops this run; keep the last good checkpoint
+        improved = self.monitor.update(read_metric(logs, self.monitor.name), state.epoch)
+        payload = checkpoint_state(state)
+        self.run.save_checkpoint("last.pt", payload)
+        if improved:
+            self.run.save_checkpoint("best.pt", payload)
+
+    def state_dict(self) -> dict:
+        return {"monitor": self.monitor.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.monitor.load_state_dict(state["monitor"])
