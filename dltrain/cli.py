@@ -71,11 +71,12 @@ def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initial
     print_catalog(_console(), kind)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; `argv` lets tests call the real CLI in-process. Always ends in SystemExit."""
     from dltrain.errors import DataError, RecipeError, UsageError
 
     try:
-        app()
+        app(args=argv, prog_name="dltrain")
     except RecipeError as err:
         print(f"error: {err.render()}", file=sys.stderr)
         sys.exit(2)
