@@ -36,6 +36,7 @@ class Built:
     loss_fn: object
     monitor: str
     mode: str
+    min_delta: float  # what counts as an improvement, shared by early stopping, best.pt and the summary
     loaders: dict = field(default_factory=dict)
 
 
@@ -109,7 +110,8 @@ def build(recipe: Recipe) -> Built:
     model = build_model(recipe.model, data.input_shape, outputs).to(device)
     loss_spec = recipe.loss or LOSSES.entry(loss_name).model(name=loss_name)
     loss_fn = LOSSES.build(loss_spec).to(device)
-    built = Built(recipe, device, data, model, loss_name, loss_fn, monitor, mode)
+    min_delta = recipe.train.early_stopping.min_delta if recipe.train.early_stopping else 0.0
+    built = Built(recipe, device, data, model, loss_name, loss_fn, monitor, mode, min_delta)
     built.loaders = _loaders(data, device, recipe.seed)
     return built
 
@@ -150,14 +152,24 @@ def _versions() -> dict:
 def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None) -> RunResult:
     """Build, create the run directory, train, test, and write the summary."""
     import torch
+
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    if recipe.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+        torch.use_deterministic_algorithms(True)
+    try:
+        return _execute(recipe, runs_root, reporter, argv)
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)  # a process-wide switch: put it back
+
+
+def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None) -> RunResult:
+    import torch
     from dltrain.components.schedules import LRSchedule
     from dltrain.train.callbacks import EarlyStopping, FitState, NonFiniteGuard
     from dltrain.train.loop import Clip, Learner, Penalty, fit
     from dltrain.train.records import Checkpointer, MetricsFile, TensorBoard
 
-    if recipe.train.deterministic:
-        torch.use_deterministic_algorithms(True)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     built = build(recipe)  # every recipe and data error is raised before anything is written
     model = built.model
     optimizer = OPTIMIZERS.build(recipe.optimizer, [p for p in model.parameters() if p.requires_grad])
@@ -187,7 +199,7 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
     es = recipe.train.early_stopping
     if es is not None:
         callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best))
-    callbacks += [Checkpointer(run, built.monitor, built.mode), MetricsFile(run)]
+    callbacks += [Checkpointer(run, built.monitor, built.mode, built.min_delta), MetricsFile(run)]
     if recipe.log.tensorboard:
         callbacks.append(TensorBoard(run, histograms=recipe.log.histograms))
     if reporter is not None:
@@ -219,13 +231,14 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
 
 
 def _summary(state, built: Built, test: dict, wall: float, status: str) -> dict:
+    from dltrain.train.callbacks import Monitor
     history = state.history
-    monitor, mode = built.monitor, built.mode
-    scored = [row for row in history if monitor in row]
-    best_row = None
-    if scored:
-        pick = min if mode == "min" else max
-        best_row = pick(scored, key=lambda r: r[monitor])
+    monitor = built.monitor
+    tracker = Monitor(monitor, built.mode, built.min_delta)  # the same rule early stopping and best.pt use
+    for row in history:
+        if monitor in row:
+            tracker.update(row[monitor], row["epoch"])
+    best_row = next((r for r in history if r["epoch"] == tracker.best_epoch), None)
 
     def split(row, prefix):
         return {k: v for k, v in (row or {}).items() if k.startswith(prefix)}
@@ -235,7 +248,7 @@ def _summary(state, built: Built, test: dict, wall: float, status: str) -> dict:
         "epochs": state.epoch,
         "steps": state.step,
         "monitor": monitor,
-        "mode": mode,
+        "mode": built.mode,
         "best_epoch": best_row["epoch"] if best_row else None,
         "best_value": best_row[monitor] if best_row else None,
         "best": split(best_row, "val_") or split(best_row, "train_"),

@@ -103,9 +103,9 @@ class Checkpointer(Callback):
     """checkpoints/last.pt every epoch; best.pt when the monitored metric improves.
     Never after a divergence: a checkpoint holding non-finite weights is worse than none."""
 
-    def __init__(self, run: RunDir, monitor: str, mode: str):
+    def __init__(self, run: RunDir, monitor: str, mode: str, min_delta: float = 0.0):
         self.run = run
-        self.monitor = Monitor(monitor, mode)
+        self.monitor = Monitor(monitor, mode, min_delta)
 
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
         if not all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
