@@ -27,39 +27,28 @@ def _regression(x, y) -> Arrays:
     return Arrays(np.asarray(x, np.float32), y.reshape(len(y), -1), "regression")
 
 
+BUNDLED = [  # scikit-learn ships these inside the package: no download
+    ("digits", "load_digits", "8x8 handwritten digits, 1797 samples, 10 classes (scikit-learn, offline)"),
+    ("iris", "load_iris", "150 iris flowers, 4 features, 3 species (scikit-learn, offline)"),
+    ("wine", "load_wine", "178 wines, 13 chemical features, 3 cultivars (scikit-learn, offline)"),
+    ("breast_cancer", "load_breast_cancer", "569 tumours, 30 features, malignant vs benign (scikit-learn, offline)"),
+    ("diabetes", "load_diabetes",
+     "442 patients, 10 features, disease progression after a year: regression (scikit-learn, offline)"),
+]
+
+
 def _bundled(loader_name: str):
-    import sklearn.datasets as skd
-    return getattr(skd, loader_name)()
+    def load(seed, /) -> Arrays:
+        import sklearn.datasets
+        d = getattr(sklearn.datasets, loader_name)()
+        if loader_name == "load_diabetes":
+            return _regression(d.data, d.target)
+        return _classification(d.data, d.target, d.target_names)
+    return load
 
 
-@register("digits", description="8x8 handwritten digits, 1797 samples, 10 classes (scikit-learn, offline)")
-def digits(seed, /):
-    d = _bundled("load_digits")
-    return _classification(d.data, d.target, d.target_names)
-
-
-@register("iris", description="150 iris flowers, 4 features, 3 species (scikit-learn, offline)")
-def iris(seed, /):
-    d = _bundled("load_iris")
-    return _classification(d.data, d.target, d.target_names)
-
-
-@register("wine", description="178 wines, 13 chemical features, 3 cultivars (scikit-learn, offline)")
-def wine(seed, /):
-    d = _bundled("load_wine")
-    return _classification(d.data, d.target, d.target_names)
-
-
-@register("breast_cancer", description="569 tumours, 30 features, malignant vs benign (scikit-learn, offline)")
-def breast_cancer(seed, /):
-    d = _bundled("load_breast_cancer")
-    return _classification(d.data, d.target, d.target_names)
-
-
-@register("diabetes", description="442 patients, 10 features, disease progression after a year: regression (scikit-learn, offline)")
-def diabetes(seed, /):
-    d = _bundled("load_diabetes")
-    return _regression(d.data, d.target)
+for _name, _loader, _description in BUNDLED:
+    register(_name, description=_description)(_bundled(_loader))
 
 
 @register("moons", description="two interleaving half circles in 2-D (generated)")
