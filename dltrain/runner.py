@@ -147,10 +147,13 @@ def _versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "dltrain": __version__}
 
 
-def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None) -> RunResult:
-    """Build, create the run directory, train, test, and write the summary."""
+def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None,
+            batch: str | None = None) -> RunResult:
+    """Build, create the run directory, train, test, and write the summary.
+    `batch` names the batch this run belongs to (`dltrain run A B --seeds N`); kept in run.json."""
     import torch
     from dltrain.components.schedules import LRSchedule
+    from dltrain.hparams import HParamsSession
     from dltrain.train.callbacks import EarlyStopping, FitState, NonFiniteGuard
     from dltrain.train.loop import Clip, Learner, Penalty, fit
     from dltrain.train.records import Checkpointer, MetricsFile, TensorBoard
@@ -181,7 +184,11 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
         status="running", stop_reason=None, name=recipe.name, started=_now(), ended=None,
         device=str(built.device), seed=recipe.seed, command=argv if argv is not None else sys.argv,
         versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
-        data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode})
+        data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
+        **({"batch": batch} if batch else {}))
+    hparams = HParamsSession(run.path, recipe.to_dict()) if recipe.log.tensorboard else None
+    if hparams is not None:
+        hparams.start()  # at the start, so TensorBoard's HParams dashboard lists runs still going
 
     callbacks = [NonFiniteGuard()]
     es = recipe.train.early_stopping
@@ -213,6 +220,8 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
     run.write_summary(summary)
     run.update_run_info(status=status, stop_reason=reason, ended=_now(), wall_time_s=round(time.time() - started, 3),
                         error=error)
+    if hparams is not None:
+        hparams.finish(status, summary)
     exit_code = {"completed": EXIT_OK, "early_stopped": EXIT_OK, "diverged": EXIT_DIVERGED,
                  "interrupted": EXIT_SIGINT}.get(status, EXIT_FAILED)
     return RunResult(run, status, reason, summary, exit_code)
