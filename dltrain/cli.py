@@ -43,8 +43,7 @@ def run(recipe: Path = typer.Argument(..., help=RECIPE_HELP),
         runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run directories are created"),
         seeds: int = typer.Option(1, "--seeds", min=1, help="runs of each recipe, with seeds seed, seed+1, ..."),
         batch: Optional[str] = typer.Option(None, "--batch", help="name of the batch (default: <recipe name>-<time>)")):
-    """Train a recipe; writes runs/<name>-<time>-<id>/. Several recipes or --seeds N run as one named
-    batch, whose exit code is the worst of its runs (docs/compare.md)."""
+    """Train a recipe; writes runs/<name>-<time>-<id>/. Several recipes or --seeds N: one batch (exit code: its worst run's)."""
     from dltrain.batch import split_arguments
 
     recipes, overrides = split_arguments([str(recipe), *(overrides or [])])
@@ -124,8 +123,7 @@ def compare(runs: Optional[List[str]] = typer.Argument(None, help="run directori
                                                                     "differing recipe key (default: best)"),
             output_format: str = typer.Option("table", "--format", help="table, markdown, csv or json"),
             plot: Optional[Path] = typer.Option(None, "--plot", help="write learning curves to this PNG file")):
-    """Runs side by side: the recipe keys that differ, then metrics; seed repeats grouped as mean ± std,
-    with Welch's t-test against the best group."""
+    """Runs side by side: differing recipe keys, then metrics; seed repeats as mean ± std, Welch's t-test vs the best."""
     from dltrain.compare import build, render_csv, render_json, render_markdown, render_table
     from dltrain.errors import UsageError, did_you_mean
     from dltrain.runs import latest_batch, select

@@ -61,7 +61,8 @@ class Row:
     def ended(self) -> str:
         if not self.complete:
             run = self.runs[0]
-            return f"{run.status}: {run.info.get('stop_reason') or 'no stop reason recorded'}"
+            reason = run.info.get("stop_reason") or "no stop reason recorded"
+            return reason if reason.startswith(run.status) else f"{run.status}: {reason}"
         return ", ".join(s if len(self.statuses) == 1 else f"{s} {c}" for s, c in sorted(self.statuses.items()))
 
 
@@ -324,7 +325,7 @@ def records(c: Comparison) -> list[dict]:
                                   "complete": row.complete, "status": dict(row.statuses)}
         for column in SORTABLE:
             record[column] = {"name": c.header(column), "mean": row.mean(column), "std": row.std(column),
-                              "values": row.values.get(column, [])}
+                              "values": [v if finite(v) else None for v in row.values.get(column, [])]}
         record["p_value"] = row.p_value
         record["significance"] = row.marker or None
         record["runs"] = [r.name for r in row.runs]
