@@ -40,11 +40,11 @@ def _number(value) -> str:
     return f"{value:.4g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
 
 
-def best_text(run: Run) -> str:
+def best_text(run: Run, with_name: bool = True) -> str:
     s = run.summary
     if s.get("best_value") is None:
         return "—"
-    return f"{s['monitor']} {_number(s['best_value'])} (epoch {s.get('best_epoch')})"
+    return f"{s['monitor'] + ' ' if with_name else ''}{_number(s['best_value'])} (epoch {s.get('best_epoch')})"
 
 
 def test_text(run: Run) -> str:
@@ -83,7 +83,7 @@ def print_show(console, run: Run) -> None:
              ("command", " ".join(info.get("command") or []))]
     for key, value in facts:
         if value not in (None, ""):
-            console.print(f"  {key:<11}{value}", markup=False)
+            console.print(f"  {key:<11}{value}", markup=False, soft_wrap=True)
 
     heading(console, "resolved recipe")
     console.print(run.recipe_text or "(recipe.yaml is missing)", markup=False, end="")
@@ -93,12 +93,14 @@ def print_show(console, run: Run) -> None:
     summary.add_column("")
     summary.add_column("", justify="right")
     summary.add_row("epochs", epochs_text(run))
-    summary.add_row(f"best {run.summary.get('monitor', '')}".strip(), best_text(run))
+    summary.add_row(f"best {run.summary.get('monitor', '')}".strip(), best_text(run, with_name=False))
     for key, value in (run.summary.get("final") or {}).items():
         summary.add_row(f"final {key}", _number(value))
     for key, value in (run.summary.get("test") or {}).items():
         summary.add_row(key, _number(value))
     summary.add_row("time", time_text(run))
+    if run.parameters:
+        summary.add_row("parameters", f"{run.parameters:,}")
     print_wide(console, summary)
 
     heading(console, "per epoch")
