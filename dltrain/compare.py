@@ -292,14 +292,15 @@ def notes(c: Comparison) -> list[str]:
 
 
 def render_table(console, c: Comparison) -> None:
+    from rich.markup import escape
     from rich.table import Table
     from dltrain.runview import print_wide
     headers, body = text_rows(c)
-    table = Table(title=c.title, title_justify="left")
+    table = Table(title=escape(c.title), title_justify="left")
     for h in headers:
-        table.add_column(h, justify="left" if h in c.keys or h == "ended" else "right", overflow="fold")
-    for row, cells in zip(c.rows, body):
-        table.add_row(*cells, style=None if row.complete else "yellow")
+        table.add_column(escape(h), justify="left" if h in c.keys or h == "ended" else "right", overflow="fold")
+    for row, cells in zip(c.rows, body):  # cells hold user text ([relu, tanh], stop reasons): never markup
+        table.add_row(*map(escape, cells), style=None if row.complete else "yellow")
     print_wide(console, table)
     for line in notes(c):
         console.print(line, markup=False, soft_wrap=True)

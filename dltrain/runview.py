@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from dltrain.runs import Run, finite
@@ -29,7 +30,7 @@ def heading(console, text: str) -> None:
 
 def _status(run: Run) -> str:
     style = STATUS_STYLE.get(run.status, "")
-    return f"[{style}]{run.status}[/{style}]" if style else run.status
+    return f"[{style}]{run.status}[/{style}]" if style else escape(run.status)
 
 
 def _number(value) -> str:
@@ -68,15 +69,15 @@ def print_list(console, runs: list[Run], root) -> None:
     for col in ("name", "status", "epochs", "best", "test", "time", "started") + (("batch",) if with_batch else ()):
         table.add_column(col, justify="right" if col in ("epochs", "time") else "left", overflow="fold")
     for run in runs:
-        cells = [run.name, _status(run), epochs_text(run), best_text(run), test_text(run), time_text(run),
+        cells = [escape(run.name), _status(run), epochs_text(run), best_text(run), test_text(run), time_text(run),
                  run.started.replace("T", " ")[:19]]
-        table.add_row(*cells, *([run.batch or ""] if with_batch else []))
+        table.add_row(*cells, *([escape(run.batch or "")] if with_batch else []))
     print_wide(console, table)
 
 
 def print_show(console, run: Run) -> None:
     info = run.info
-    console.print(f"[bold]{run.name}[/bold]  {_status(run)}  ({run.path})")
+    console.print(f"[bold]{escape(run.name)}[/bold]  {_status(run)}  ({escape(str(run.path))})")
     facts = [("started", info.get("started")), ("ended", info.get("ended")), ("device", info.get("device")),
              ("seed", info.get("seed")), ("parameters", f"{run.parameters:,}" if run.parameters else None),
              ("batch", run.batch), ("data", _data_text(info.get("data"))), ("loss", info.get("loss")),

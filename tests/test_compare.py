@@ -291,3 +291,66 @@ def test_single_run_with_overrides_is_unchanged(cli, tmp_path):
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
     assert recipe["train"]["epochs"] == 1 and recipe["model"]["activation"]["name"] == "tanh"
     assert math.isfinite(json.loads((run / "summary.json").read_text())["best_value"])
+
+
+def test_list_and_show_a_run_that_never_recorded_its_end(cli, tmp_path):
+    fake_run(tmp_path / "runs", "done", activation="relu", seed=0, val_loss=[1.0, 0.5], test_loss=0.1)
+    killed = tmp_path / "runs" / "killed"
+    killed.mkdir()
+    (killed / "run.json").write_text(json.dumps({"status": "running", "pid": 4242, "host": "somewhere",
+                                                 "started": "2026-01-02T00:00:00"}))
+    result = cli("list")
+    assert result.code == 0, result.err
+    assert result.out.index("killed") < result.out.index("done")  # newest first
+    result = cli("show", "killed")
+    assert result.code == 0, result.err
+    assert "no epoch finished" in result.out and "pid 4242 on somewhere" in result.out
+    doc = json.loads(cli("compare", "runs", "--format", "json").out)
+    assert [(r["runs"], r["complete"]) for r in doc["rows"]] == [(["done"], True), (["killed"], False)]
+
+
+def test_list_without_runs(cli, tmp_path):
+    (tmp_path / "runs").mkdir()
+    result = cli("list")
+    assert result.code == 0 and "no runs under runs" in result.err
+    result = cli("list", "--runs-dir", "elsewhere")
+    assert result.code == 2 and "does not exist" in result.err
+
+
+def test_a_list_value_in_a_key_is_shown_as_written_not_taken_as_markup(cli, tmp_path):
+    root = tmp_path / "runs"
+    for name, act in [("a", "relu"), ("b", "[relu, tanh]")]:
+        fake_run(root, name, activation=act, seed=0, val_loss=[1.0], test_loss=0.1)
+    result = cli("compare", "a", "b")
+    assert result.code == 0, result.err
+    assert "[relu, tanh]" in result.out
+
+
+def test_a_batch_goes_on_after_a_failed_run_and_stops_at_an_interrupt(monkeypatch, tmp_path):
+    """The batch's exit code is its worst run's; Ctrl-C (130) ends the batch there."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import dltrain.batch
+    import dltrain.report
+    import dltrain.runner
+
+    def run_batch_with(codes):
+        started = []
+
+        def fake_execute(recipe, runs_root, **kwargs):
+            started.append(recipe.seed)
+            return SimpleNamespace(exit_code=codes[len(started) - 1])
+
+        monkeypatch.setattr(dltrain.runner, "execute", fake_execute)
+        monkeypatch.setattr(dltrain.report, "print_result", lambda console, result: None)
+        monkeypatch.setattr(dltrain.batch, "print_batch", lambda console, name, root: None)
+        recipes = [SimpleNamespace(name="r", seed=s) for s in range(len(codes))]
+        code = dltrain.batch.run_batch(recipes, tmp_path, "b", Console(file=io.StringIO()), [])
+        return code, started
+
+    assert run_batch_with([0, 0, 0]) == (0, [0, 1, 2])
+    assert run_batch_with([0, 3, 0]) == (3, [0, 1, 2])
+    assert run_batch_with([1, 3, 0]) == (1, [0, 1, 2])  # failed is worse than diverged
+    assert run_batch_with([3, 130, 0]) == (130, [0, 1])  # interrupted: the third run never starts
