@@ -91,7 +91,8 @@ class Comparison:
 
     def footnote(self) -> str:
         if len(self.groups) < 2:
-            return f"{len(self.groups)} group of finished runs: no significance test"
+            n = len(self.groups)
+            return f"{n} group{'s' if n != 1 else ''} of finished runs: no significance test"
         return (f"p: {TEST_NAME} of `{self.header(self.tested)}` against the best group "
                 f"(*** p<0.001, ** p<0.01, * p<0.05, ns: not significant; no correction for multiple comparisons)")
 
