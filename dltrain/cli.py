@@ -32,20 +32,39 @@ def _load(recipe: Path, overrides: list[str] | None):
     return load_recipe(recipe, overrides or [])
 
 
+RUN_ARGS_HELP = ("more recipes (paths or globs) and/or dotted KEY=VALUE overrides for every recipe, values parsed "
+                 "as YAML (optimizer.lr=0.01 model.hidden=[64,64]); an argument with `=` is an override")
+RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="the runs root: where run directories are")
+
+
 @app.command()
 def run(recipe: Path = typer.Argument(..., help=RECIPE_HELP),
-        overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
-        runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run directories are created")):
-    """Train a recipe; writes runs/<name>-<time>-<id>/."""
+        overrides: Optional[List[str]] = typer.Argument(None, help=RUN_ARGS_HELP),
+        runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run directories are created"),
+        seeds: int = typer.Option(1, "--seeds", min=1, help="runs of each recipe, with seeds seed, seed+1, ..."),
+        batch: Optional[str] = typer.Option(None, "--batch", help="name of the batch (default: <recipe name>-<time>)")):
+    """Train a recipe; writes runs/<name>-<time>-<id>/. Several recipes or --seeds N: one batch (exit code: its worst run's)."""
+    from dltrain.batch import split_arguments
+
+    recipes, overrides = split_arguments([str(recipe), *(overrides or [])])
+    if len(recipes) > 1 or seeds > 1 or batch is not None:
+        _run_batch(recipes, overrides, seeds, batch, runs_dir)
     from dltrain.runner import execute
     from dltrain.progress import reporter_for
     from dltrain.report import print_result
 
-    resolved = _load(recipe, overrides)
+    resolved = _load(recipes[0], overrides)
     console = _console()
     result = execute(resolved, runs_dir, reporter=reporter_for(console), argv=sys.argv)
     print_result(console, result)
     raise typer.Exit(result.exit_code)
+
+
+def _run_batch(recipes: list[Path], overrides: list[str], seeds: int, batch: str | None, runs_dir: Path) -> None:
+    from dltrain.batch import batch_name, plan, run_batch
+    planned = plan(recipes, overrides, seeds)
+    name = batch_name(planned, batch, runs_dir)
+    raise typer.Exit(run_batch(planned, runs_dir, name, _console(), sys.argv))
 
 
 @app.command()
@@ -69,6 +88,80 @@ def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initial
     """List the components a recipe can name, with their parameters and defaults."""
     from dltrain.report import print_catalog
     print_catalog(_console(), kind)
+
+
+@app.command(name="list")
+def list_runs(runs_dir: Path = RUNS_DIR,
+              limit: Optional[int] = typer.Option(None, "--limit", min=1, help="show only the newest N runs")):
+    """The runs under the runs root, newest first: status, epochs, best monitored metric, test metrics, time."""
+    from dltrain.runs import all_runs
+    from dltrain.runview import print_list
+    runs = all_runs(runs_dir)
+    if not runs:
+        print(f"no runs under {runs_dir}", file=sys.stderr)
+        return
+    print_list(_console(), runs[:limit], runs_dir)
+
+
+@app.command()
+def show(run: Optional[str] = typer.Argument(None, help="a run directory, or a run name (or unique prefix) "
+                                                        "under the runs root; the newest run when omitted"),
+         runs_dir: Path = RUNS_DIR):
+    """One run: resolved recipe, summary, a table of its epochs, and how it ended."""
+    from dltrain.runs import find_run
+    from dltrain.runview import print_show
+    print_show(_console(), find_run(run, runs_dir))
+
+
+@app.command()
+def compare(runs: Optional[List[str]] = typer.Argument(None, help="run directories, run names, batch names or "
+                                                                  "globs; the latest batch when omitted"),
+            runs_dir: Path = RUNS_DIR,
+            metric: Optional[str] = typer.Option(None, "--metric", help="the metric compared (loss, accuracy, mae, "
+                                                                        "rmse; default: the runs' monitored one)"),
+            sort: Optional[str] = typer.Option(None, "--sort", help="best, final, test, epochs, time, params, or a "
+                                                                    "differing recipe key (default: best)"),
+            output_format: str = typer.Option("table", "--format", help="table, markdown, csv or json"),
+            plot: Optional[Path] = typer.Option(None, "--plot", help="write learning curves to this PNG file")):
+    """Runs side by side: differing recipe keys, then metrics; seed repeats as mean ± std, Welch's t-test vs the best."""
+    from dltrain.compare import build, render_csv, render_json, render_markdown, render_table
+    from dltrain.errors import UsageError, did_you_mean
+    from dltrain.runs import latest_batch, select
+
+    renderers = {"markdown": render_markdown, "csv": render_csv, "json": render_json}
+    if output_format not in ("table", *renderers):
+        raise UsageError(f"unknown format `{output_format}`{did_you_mean(output_format, ['table', *renderers])} "
+                         "(choose from: table, markdown, csv, json)")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot writes a PNG image; give a file name ending in .png, not `{plot}`")
+    if runs:
+        chosen, title = select(runs, runs_dir), f"{' '.join(runs)}"
+    else:
+        name, chosen = latest_batch(runs_dir)
+        title = f"batch {name}"
+    if not chosen:
+        raise UsageError("no runs to compare")
+    comparison = build(chosen, title=f"{title}: {len(chosen)} run{'s' if len(chosen) != 1 else ''}",
+                       metric=metric, sort=sort)
+    if output_format == "table":
+        render_table(_console(), comparison)
+    else:
+        sys.stdout.write(renderers[output_format](comparison))
+    if plot is not None:
+        from dltrain.plots import plot_curves
+        plot_curves(comparison, plot)
+        print(f"learning curves: {plot}", file=sys.stderr)
+
+
+@app.command()
+def board(runs_root: Path = typer.Argument(Path("runs"), help="the runs root (or one run directory)"),
+          port: int = typer.Option(6006, "--port", min=0, max=65535, help="port on localhost; 0 picks a free one")):
+    """Start TensorBoard on the runs root, bound to localhost; prints its URL. Ctrl-C stops it."""
+    from dltrain.board import check_root, launch, serve_forever
+    check_root(runs_root)
+    url = launch(runs_root, port)
+    print(f"TensorBoard on {runs_root}: {url}  (HParams dashboard: {url}#hparams; Ctrl-C stops it)", flush=True)
+    serve_forever()
 
 
 def main(argv: list[str] | None = None) -> None:

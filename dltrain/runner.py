@@ -149,8 +149,10 @@ def _versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "dltrain": __version__}
 
 
-def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None) -> RunResult:
-    """Build, create the run directory, train, test, and write the summary."""
+def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None,
+            batch: str | None = None) -> RunResult:
+    """Build, create the run directory, train, test, and write the summary.
+    `batch` names the batch this run belongs to (`dltrain run A B --seeds N`); kept in run.json."""
     import torch
 
     deterministic_before = torch.are_deterministic_algorithms_enabled()
@@ -166,6 +168,7 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
 def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None) -> RunResult:
     import torch
     from dltrain.components.schedules import LRSchedule
+    from dltrain.hparams import HParamsSession
     from dltrain.train.callbacks import EarlyStopping, FitState, NonFiniteGuard
     from dltrain.train.loop import Clip, Learner, Penalty, fit
     from dltrain.train.records import Checkpointer, MetricsFile, TensorBoard
@@ -193,7 +196,11 @@ def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None) 
         status="running", stop_reason=None, name=recipe.name, started=_now(), ended=None,
         device=str(built.device), seed=recipe.seed, command=argv if argv is not None else sys.argv,
         versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
-        data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode})
+        data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
+        **({"batch": batch} if batch else {}))
+    hparams = HParamsSession(run.path, recipe.to_dict()) if recipe.log.tensorboard else None
+    if hparams is not None:
+        hparams.start()  # at the start, so TensorBoard's HParams dashboard lists runs still going
 
     callbacks = [NonFiniteGuard()]
     es = recipe.train.early_stopping
@@ -225,6 +232,8 @@ def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None) 
     run.write_summary(summary)
     run.update_run_info(status=status, stop_reason=reason, ended=_now(), wall_time_s=round(time.time() - started, 3),
                         error=error)
+    if hparams is not None:
+        hparams.finish(status, summary)
     exit_code = {"completed": EXIT_OK, "early_stopped": EXIT_OK, "diverged": EXIT_DIVERGED,
                  "interrupted": EXIT_SIGINT}.get(status, EXIT_FAILED)
     return RunResult(run, status, reason, summary, exit_code)
