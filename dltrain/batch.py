@@ -35,6 +35,9 @@ def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
             if not matched:
                 raise UsageError(f"`{arg}` matches no recipe file")
             recipes += [Path(m) for m in matched]
+        elif not Path(arg).exists() and Path(arg).suffix not in (".yaml", ".yml"):
+            raise UsageError(f"`{arg}` is neither a recipe file nor an override: expected KEY=VALUE with a "
+                             "dotted key, e.g. optimizer.lr=0.01")
         else:
             recipes.append(Path(arg))
     if not recipes:

@@ -160,12 +160,12 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.use_deterministic_algorithms(True)
     try:
-        return _execute(recipe, runs_root, reporter, argv)
+        return _execute(recipe, runs_root, reporter, argv, batch)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)  # a process-wide switch: put it back
 
 
-def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None) -> RunResult:
+def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None, batch: str | None) -> RunResult:
     import torch
     from dltrain.components.schedules import LRSchedule
     from dltrain.hparams import HParamsSession

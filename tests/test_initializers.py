@@ -13,7 +13,7 @@ from conftest import tiny_recipe
 def init(name: str, shape=(400, 500), **params) -> torch.Tensor:
     torch.manual_seed(0)
     spec = INITIALIZERS.entry(name).model(name=name, **params)
-    return INITIALIZERS.build(spec, torch.empty(shape))
+    return INITIALIZERS.build(spec, torch.zeros(shape))  # `default` leaves it as it was
 
 
 def assert_std(weight: torch.Tensor, expected: float) -> None:
