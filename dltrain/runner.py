@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -19,9 +20,9 @@ from dltrain.components.losses import CLASSIFICATION, REGRESSION
 from dltrain.data import DataBundle, prepare
 from dltrain.errors import Problem, RecipeError
 from dltrain.recipe import CLASSIFICATION_METRICS, REGRESSION_METRICS, Recipe, default_mode
-from dltrain.rundir import RunDir, new_run_dir
+from dltrain.rundir import RunDir, new_run_dir, write_text
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_SIGINT = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143
 
 
 @dataclass
@@ -147,13 +148,14 @@ def _versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "dltrain": __version__}
 
 
-def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None) -> RunResult:
-    """Build, create the run directory, train, test, and write the summary."""
+def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None,
+            resume=None) -> RunResult:
+    """Build, create the run directory, train, test, and write the summary.
+    `resume` (a resume.ResumePoint) continues that locked run directory from its checkpoint instead."""
     import torch
     from dltrain.components.schedules import LRSchedule
-    from dltrain.train.callbacks import EarlyStopping, FitState, NonFiniteGuard
-    from dltrain.train.loop import Clip, Learner, Penalty, fit
-    from dltrain.train.records import Checkpointer, MetricsFile, TensorBoard
+    from dltrain.lock import RunLock
+    from dltrain.train.loop import Clip, Learner, Penalty
 
     if recipe.train.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -173,48 +175,86 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
                       grad_accumulation=recipe.train.grad_accumulation, precision=recipe.train.precision,
                       log_every=recipe.log.every_steps, generator=built.loaders["generator"])
 
-    run = RunDir(new_run_dir(Path(runs_root), recipe.name))
-    run.write_recipe(recipe.to_yaml())
-    n_params = sum(p.numel() for p in model.parameters())
+    if resume is None:
+        run = RunDir(new_run_dir(Path(runs_root), recipe.name))
+        lock = RunLock.acquire(run.path)
+    else:
+        run, lock = resume.run, resume.lock
+    try:
+        return _train_and_record(run, recipe, built, learner, reporter, argv, resume)
+    finally:
+        lock.release()
+
+
+def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, reporter, argv, resume) -> RunResult:
+    from dltrain.signals import StopRequest, stop_signals
+    from dltrain.train.callbacks import EarlyStopping, FitState, NonFiniteGuard
+    from dltrain.train.loop import fit
+    from dltrain.train.records import Checkpointer, MetricsFile, TensorBoard
+
+    model = built.model
     started = time.time()
-    run.update_run_info(
-        status="running", stop_reason=None, name=recipe.name, started=_now(), ended=None,
-        device=str(built.device), seed=recipe.seed, command=argv if argv is not None else sys.argv,
-        versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
-        data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode})
+    command = argv if argv is not None else sys.argv
+    if resume is None:
+        run.write_recipe(recipe.to_yaml())
+        n_params = sum(p.numel() for p in model.parameters())
+        run.update_run_info(
+            status="running", stop_reason=None, name=recipe.name, started=_now(), ended=None,
+            device=str(built.device), seed=recipe.seed, command=command,
+            versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
+            data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode})
+    earlier_wall = 0.0  # wall time of earlier sessions that ended cleanly (a killed one records none)
+    if resume is not None:
+        earlier_wall = run.info.get("wall_time_s") or 0.0
 
     callbacks = [NonFiniteGuard()]
     es = recipe.train.early_stopping
     if es is not None:
         callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best))
-    callbacks += [Checkpointer(run, built.monitor, built.mode), MetricsFile(run)]
+    callbacks.append(MetricsFile(run))
     if recipe.log.tensorboard:
         callbacks.append(TensorBoard(run, histograms=recipe.log.histograms))
+    callbacks.append(Checkpointer(run, built.monitor, built.mode))  # after every stateful callback
     if reporter is not None:
         callbacks.append(reporter)
-    state = FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks)
+    state = FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks,
+                     checkpoint_every_steps=recipe.train.checkpoint_every_steps or 0)
+    if resume is not None:
+        from dltrain.resume import restore
+        restore(state, resume.checkpoint)
+        run.update_run_info(status="running", stop_reason=None, ended=None, host=socket.gethostname(),
+                            pid=os.getpid(), resumed=[*run.info.get("resumed", []), {
+                                "at": _now(), "checkpoint": resume.source, "epoch": state.epoch,
+                                "step": state.step, "command": command}])
 
     error = None
+    request = StopRequest()
     try:
-        fit(learner, train_loader, built.loaders["val"], state)
+        with stop_signals() as request:
+            state.stop_request = request
+            fit(learner, built.loaders["train"], built.loaders["val"], state)
     except KeyboardInterrupt:
-        status, reason = "interrupted", f"interrupted by the user at epoch {state.epoch + 1}, step {state.step}"
+        status, reason = "interrupted", f"stopped at once by the user at epoch {state.epoch + 1}, step {state.step}"
     except Exception as exc:  # the run directory must say how it failed
         error = traceback.format_exc()
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
-        (run.path / "error.txt").write_text(error, encoding="utf-8")
+        with contextlib.suppress(OSError):
+            write_text(run.path / "error.txt", error)
     else:
         status, reason = state.stop.status, state.stop.reason
+    if status == "interrupted":
+        reason += f"; continue it with: dltrain resume {run.path}"
 
     test = {}
     if status in ("completed", "early_stopped") and built.loaders["test"] is not None:
         test = {f"test_{k}": v for k, v in learner.evaluate(built.loaders["test"]).items()}
-    summary = _summary(state, built, test, time.time() - started, status)
+    wall = earlier_wall + time.time() - started
+    summary = _summary(state, built, test, wall, status)
     run.write_summary(summary)
-    run.update_run_info(status=status, stop_reason=reason, ended=_now(), wall_time_s=round(time.time() - started, 3),
+    run.update_run_info(status=status, stop_reason=reason, ended=_now(), wall_time_s=round(wall, 3),
                         error=error)
     exit_code = {"completed": EXIT_OK, "early_stopped": EXIT_OK, "diverged": EXIT_DIVERGED,
-                 "interrupted": EXIT_SIGINT}.get(status, EXIT_FAILED)
+                 "interrupted": request.exit_code}.get(status, EXIT_FAILED)
     return RunResult(run, status, reason, summary, exit_code)
 
 
