@@ -51,24 +51,38 @@ def find_run(run: Path, runs_root: Path) -> Path:
 def read_checkpoint(path: Path) -> dict:
     """Load one checkpoint file (weights_only) and check it is a dltrain checkpoint."""
     import pickle
+    import warnings
     from dltrain.train.records import CHECKPOINT_FORMAT
 
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        state = load_checkpoint(path)
-    except pickle.UnpicklingError as exc:  # what weights_only raises for anything but plain data
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: refused: it holds objects other than tensors and plain containers "
-                              f"(loading it could run code) [{first}]") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols of files it then refuses
+            state = load_checkpoint(path)
+    except pickle.UnpicklingError as exc:  # weights_only found something other than plain data
+        detail = _gist(str(exc))
+        if "GLOBAL" in detail:  # a reference to a function or class: what a code-running pickle needs
+            raise CheckpointError(f"{path}: refused: it refers to code, not just tensors and numbers, and "
+                                  f"loading it could run that code ({detail})") from None
+        raise CheckpointError(f"{path}: unreadable: not a checkpoint, or corrupt ({detail})") from None
     except Exception as exc:  # truncated zip, bad magic number, I/O error: torch raises many kinds
-        raise CheckpointError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: unreadable: truncated or corrupt ({type(exc).__name__}: "
+                              f"{_gist(str(exc)) or 'unexpected end of file'})") from None
     if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
         raise CheckpointError(f"{path}: not a dltrain checkpoint (expected the keys {', '.join(CHECKPOINT_KEYS)})")
     if state["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {state['format']}; this dltrain reads format "
                               f"{CHECKPOINT_FORMAT}")
     return state
+
+
+def _gist(message: str) -> str:
+    """The informative line of torch's long load errors (they open with advice about weights_only)."""
+    boiler = ("Weights only load failed", "Please file an issue", "Check the documentation", "WeightsUnpickler error")
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(boiler)]
+    return (useful or lines or [""])[0].split(". ")[0].rstrip(".")
 
 
 def latest_checkpoint(run: RunDir) -> tuple[dict, str]:
