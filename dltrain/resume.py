@@ -120,8 +120,19 @@ def prepare_resume(run_path: Path, runs_root: Path) -> tuple[ResumePoint, object
     except BaseException:
         lock.release()
         raise
+    remove_temp_files(run.path)
     run.info = info
     return ResumePoint(run, lock, checkpoint, source), recipe
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Temp files of writes a killed process never finished (never valid data; the run is locked)."""
+    leftovers = [p for p in folder.rglob(".*.tmp") if p.is_file()]
+    for path in leftovers:
+        path.unlink()
+    if leftovers:
+        print(f"note: removed {len(leftovers)} unfinished temporary file(s) left by a killed process", file=sys.stderr)
+    return leftovers
 
 
 def restore(state, checkpoint: dict) -> None:

@@ -187,9 +187,8 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
 
 
 def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, reporter, argv, resume) -> RunResult:
-    from dltrain.signals import StopRequest, stop_signals
+    from dltrain.signals import stop_signals
     from dltrain.train.callbacks import EarlyStopping, FitState, NonFiniteGuard
-    from dltrain.train.loop import fit
     from dltrain.train.records import Checkpointer, MetricsFile, TensorBoard
 
     model = built.model
@@ -227,35 +226,40 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
                                 "at": _now(), "checkpoint": resume.source, "epoch": state.epoch,
                                 "step": state.step, "command": command}])
 
-    error = None
-    request = StopRequest()
-    try:
-        with stop_signals() as request:
-            state.stop_request = request
-            fit(learner, built.loaders["train"], built.loaders["val"], state)
-    except KeyboardInterrupt:
-        status, reason = "interrupted", f"stopped at once by the user at epoch {state.epoch + 1}, step {state.step}"
-    except Exception as exc:  # the run directory must say how it failed
-        error = traceback.format_exc()
-        status, reason = "failed", f"{type(exc).__name__}: {exc}"
-        with contextlib.suppress(OSError):
-            write_text(run.path / "error.txt", error)
-    else:
-        status, reason = state.stop.status, state.stop.reason
-    if status == "interrupted":
-        reason += f"; continue it with: dltrain resume {run.path}"
-
-    test = {}
-    if status in ("completed", "early_stopped") and built.loaders["test"] is not None:
-        test = {f"test_{k}": v for k, v in learner.evaluate(built.loaders["test"]).items()}
-    wall = earlier_wall + time.time() - started
-    summary = _summary(state, built, test, wall, status)
-    run.write_summary(summary)
-    run.update_run_info(status=status, stop_reason=reason, ended=_now(), wall_time_s=round(wall, 3),
-                        error=error)
+    with stop_signals() as request:
+        state.stop_request = request
+        status, reason, error = _fit(state, learner, built, run)
+        request.finishing = True  # from here on a signal is only noted: the records must be written
+        if status == "interrupted":
+            reason += f"; continue it with: dltrain resume {run.path}"
+        test = {}
+        if status in ("completed", "early_stopped") and built.loaders["test"] is not None:
+            test = {f"test_{k}": v for k, v in learner.evaluate(built.loaders["test"]).items()}
+        wall = earlier_wall + time.time() - started
+        summary = _summary(state, built, test, wall, status)
+        run.write_summary(summary)
+        run.update_run_info(status=status, stop_reason=reason, ended=_now(), wall_time_s=round(wall, 3),
+                            error=error)
     exit_code = {"completed": EXIT_OK, "early_stopped": EXIT_OK, "diverged": EXIT_DIVERGED,
                  "interrupted": request.exit_code}.get(status, EXIT_FAILED)
     return RunResult(run, status, reason, summary, exit_code)
+
+
+def _fit(state, learner, built: Built, run: RunDir) -> tuple[str, str, str | None]:
+    """Train; returns (status, reason, traceback text or None). Never raises but for BaseExceptions
+    other than KeyboardInterrupt."""
+    from dltrain.train.loop import fit
+
+    try:
+        fit(learner, built.loaders["train"], built.loaders["val"], state)
+    except KeyboardInterrupt:
+        return "interrupted", f"stopped at once by the user at epoch {state.epoch + 1}, step {state.step}", None
+    except Exception as exc:  # the run directory must say how it failed
+        error = traceback.format_exc()
+        with contextlib.suppress(OSError):
+            write_text(run.path / "error.txt", error)
+        return "failed", f"{type(exc).__name__}: {exc}", error
+    return state.stop.status, state.stop.reason, None
 
 
 def _summary(state, built: Built, test: dict, wall: float, status: str) -> dict:

@@ -5,7 +5,8 @@ read, no syscall), writes a checkpoint and ends the run with exit code 128 + sig
 (130 for SIGINT, 143 for SIGTERM). A second signal stops at once (KeyboardInterrupt), except
 while a file is being written: durable writes run in a `deferred()` section, and a signal that
 arrives inside one takes effect only when the write has finished, so it can never leave a
-half-written file behind. The previous handlers are restored when training ends.
+half-written file behind. Once training is over, signals are only noted until the run's final
+records (summary.json, run.json) are written. The previous handlers are restored afterwards.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.finishing = False  # training is over, the run's records are being written: never cut that short
 
     @property
     def name(self) -> str:
@@ -65,7 +67,10 @@ def stop_signals():
         return
 
     def handle(signum, frame):
-        if request.signum is None:
+        if request.finishing:
+            print(f"\n{signal.Signals(signum).name}: the run is writing its final records; a moment",
+                  file=sys.stderr, flush=True)
+        elif request.signum is None:
             request.signum = signum
             print(f"\n{request.name}: finishing this step, then saving a checkpoint "
                   "(send it again to stop at once)", file=sys.stderr, flush=True)

@@ -25,7 +25,7 @@ def stateful_recipe(**train) -> dict:
         schedule={"name": "plateau", "patience": 1, "factor": 0.5, "warmup_epochs": 1},
         regularization={"l2": 1e-3}, clip={"norm": 1.0},
         train={"epochs": 12, "deterministic": True, "grad_accumulation": 2, "checkpoint_every_steps": 3,
-               "early_stopping": {"monitor": "val_loss", "patience": 4, "min_delta": 0.002}, **train},
+               "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 0.02}, **train},
         log={"every_steps": 2, "tensorboard": False})
 
 
