@@ -38,8 +38,8 @@ RecipeLoader.add_implicit_resolver(
 
 
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
-# Scalars a recipe can hold. Other tags (`!!binary`, `!!set`, `!!timestamp`, `!!python/...`) are refused:
-# a recipe is plain data. (Implicit timestamps like `2024-01-01` are left to the key's type check.)
+# Scalars a recipe can hold. Other tags (`!!binary`, `!!set`, `!!python/...`) are refused: a recipe is
+# plain data. (Timestamps stay: `2024-01-01` resolves to one implicitly; the key's type check rejects it.)
 _SCALAR_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
 MAX_DEPTH = 64  # nesting of mappings and lists; real recipes use 4
 MAX_VALUES = 100_000  # values built, aliases expanded: stops "billion laughs" documents

@@ -75,6 +75,7 @@ def test_stop_signal_saves_marks_interrupted_and_resume_loses_nothing(cli, tmp_p
 
 def test_sigkill_at_any_moment_leaves_a_checkpoint_that_resumes_exactly(cli, tmp_path, reference):
     doc = stateful_recipe(checkpoint_every_steps=1)  # a save after every step: the kill likely lands in one
+    doc["log"]["tensorboard"] = True  # its event files are appended to by the killed and the resumed process
     recipe = write_recipe(tmp_path / "stateful.yaml", doc)
     proc = start_run(recipe, tmp_path / "runs")
     run = wait_for_checkpoint(proc, tmp_path / "runs")
@@ -89,6 +90,7 @@ def test_sigkill_at_any_moment_leaves_a_checkpoint_that_resumes_exactly(cli, tmp
     assert resumed.code == 0, resumed.err
     assert "taking over a stale lock" in resumed.err
     assert not temp_files(run)  # a save cut short by the kill left a temp file: resume removed it
+    assert len(list((run / "validation").glob("events.out.tfevents.*"))) == 2  # one per process
     assert_same_run(run, reference)
 
 
