@@ -49,27 +49,6 @@ def run(recipe: Path = typer.Argument(..., help=RECIPE_HELP),
 
 
 @app.command()
-def resume(run: Path = typer.Argument(..., help="run directory (or its name under --runs-dir)"),
-           runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where to look for a bare run name")):
-    """Continue an interrupted, killed or failed run from its last good checkpoint, in place."""
-    from dltrain.progress import reporter_for
-    from dltrain.report import print_result
-    from dltrain.resume import prepare_resume
-    from dltrain.runner import execute
-
-    point, recipe = prepare_resume(run, runs_dir)
-    console = _console()
-    console.print(f"resuming {point.run.path} from checkpoints/{point.source}: epoch {point.checkpoint['epoch']}, "
-                  f"step {point.checkpoint['step']}", markup=False)
-    try:
-        result = execute(recipe, point.run.path.parent, reporter=reporter_for(console), argv=sys.argv, resume=point)
-    finally:
-        point.lock.release()
-    print_result(console, result)
-    raise typer.Exit(result.exit_code)
-
-
-@app.command()
 def validate(recipe: Path = typer.Argument(..., help=RECIPE_HELP),
              overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP)):
     """Check a recipe; print it resolved (defaults filled in) and a model summary. Trains nothing."""
@@ -92,6 +71,27 @@ def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initial
     print_catalog(_console(), kind)
 
 
+@app.command()
+def resume(run: Path = typer.Argument(..., help="run directory (or its name under --runs-dir)"),
+           runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where to look for a bare run name")):
+    """Continue an interrupted, killed or failed run from its last good checkpoint, in place."""
+    from dltrain.progress import reporter_for
+    from dltrain.report import print_result
+    from dltrain.resume import prepare_resume
+    from dltrain.runner import execute
+
+    point, recipe = prepare_resume(run, runs_dir)
+    console = _console()
+    console.print(f"resuming {point.run.path} from checkpoints/{point.source}: epoch {point.checkpoint['epoch']}, "
+                  f"step {point.checkpoint['step']}", markup=False)
+    try:
+        result = execute(recipe, point.run.path.parent, reporter=reporter_for(console), argv=sys.argv, resume=point)
+    finally:
+        point.lock.release()
+    print_result(console, result)
+    raise typer.Exit(result.exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; `argv` lets tests call the real CLI in-process. Always ends in SystemExit."""
     from dltrain.errors import DataError, RecipeError, UsageError
@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:  # outside training (loading, building): nothing to save
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as err:  # the machine, not the recipe: a full disk while writing the final records, say
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
