@@ -77,6 +77,23 @@ class RunLock:
         self.release()
 
 
+def lock_owner(run_dir: Path) -> dict | None:
+    """{pid, host, since} of the live process training in `run_dir`, or None (not running, or killed:
+    what `run.json` saying `running` cannot tell apart on its own)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = _read_owner(fd)
+        os.close(fd)
+        return owner
+    os.close(fd)  # we could lock it: nobody holds it
+    return None
+
+
 def _read_owner(fd: int) -> dict:
     raw = os.pread(fd, 4096, 0)
     try:

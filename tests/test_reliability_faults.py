@@ -157,3 +157,16 @@ def test_an_existing_run_directory_is_never_reused(tmp_path, monkeypatch):
     second = new_run_dir(tmp_path, "tiny")  # same second, same random suffix drawn first
     assert first.name.endswith("-beef") and second.name.endswith("-cafe")
     assert (first / "run.json").read_text() == "mine" and not list(second.iterdir())
+
+
+def test_the_lock_tells_a_live_run_from_a_killed_one(tmp_path):
+    from reliability_tools import dead_pid
+    from dltrain.lock import RunLock, RunLocked, lock_owner
+    assert lock_owner(tmp_path) is None
+    with RunLock.acquire(tmp_path):
+        assert lock_owner(tmp_path)["pid"] == os.getpid()
+        with pytest.raises(RunLocked, match=f"in use by pid {os.getpid()}"):
+            RunLock.acquire(tmp_path)  # a second holder, even in the same process, is refused
+    assert lock_owner(tmp_path) is None and not (tmp_path / "run.lock").exists()
+    (tmp_path / "run.lock").write_text(f'{{"pid": {dead_pid()}, "host": "h"}}')  # left by a killed run
+    assert lock_owner(tmp_path) is None
