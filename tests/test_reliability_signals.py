@@ -94,18 +94,40 @@ def test_sigkill_at_any_moment_leaves_a_checkpoint_that_resumes_exactly(cli, tmp
     assert_same_run(run, reference)
 
 
-def test_two_runs_started_together_get_their_own_directories(tmp_path):
+STARTER = """
+import sys, time
+from pathlib import Path
+import dltrain.cli, dltrain.runner, dltrain.train.records  # the slow imports, before the start line
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+dltrain.cli.main(sys.argv[3:])
+"""
+
+
+def test_two_runs_started_at_the_same_moment_get_their_own_directories(tmp_path):
     recipe = write_recipe(tmp_path / "tiny.yaml", tiny_recipe(train={"epochs": 2}))
-    procs = [start_run(recipe, tmp_path / "runs") for _ in range(2)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), **ONE_THREAD}
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", STARTER, str(tmp_path / f"ready{i}"), str(go),
+                               "run", str(recipe), "--runs-dir", str(tmp_path / "runs")],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.01)
+    go.touch()  # both create their run directory within milliseconds: the same second, the same name prefix
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     runs = run_dirs(tmp_path / "runs")
     assert len(runs) == 2
-    pids = {status(run)["pid"] for run in runs}
-    assert pids == {proc.pid for proc in procs}  # each directory was written by one process only
+    assert {status(run)["pid"] for run in runs} == {proc.pid for proc in procs}  # one writer per directory
     for run in runs:
         assert status(run)["status"] == "completed" and not (run / "run.lock").exists()
+        assert (run / "metrics.csv").read_text().count("\n") == 3  # header + its own 2 epochs, nothing mixed in
 
 
 def test_a_second_signal_during_a_write_waits_until_the_file_is_complete(tmp_path):
