@@ -1,5 +1,5 @@
 """The `dltrain` command. Parses arguments, calls one function per verb, maps errors to exit codes:
-0 done, 1 failed, 2 bad recipe or arguments, 3 run diverged, 130 interrupted (SIGINT).
+0 done, 1 failed, 2 bad recipe or arguments, 3 run diverged, 130 interrupted (SIGINT), 143 (SIGTERM).
 torch is imported only inside the verbs that need it, so `dltrain --help` answers at once."""
 
 from __future__ import annotations
@@ -164,6 +164,27 @@ def board(runs_root: Path = typer.Argument(Path("runs"), help="the runs root (or
     serve_forever()
 
 
+@app.command()
+def resume(run: Path = typer.Argument(..., help="run directory (or its name under --runs-dir)"),
+           runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where to look for a bare run name")):
+    """Continue an interrupted, killed or failed run from its last good checkpoint, in place."""
+    from dltrain.progress import reporter_for
+    from dltrain.report import print_result
+    from dltrain.resume import prepare_resume
+    from dltrain.runner import execute
+
+    point, recipe = prepare_resume(run, runs_dir)
+    console = _console()
+    console.print(f"resuming {point.run.path} from checkpoints/{point.source}: epoch {point.checkpoint['epoch']}, "
+                  f"step {point.checkpoint['step']}", markup=False)
+    try:
+        result = execute(recipe, point.run.path.parent, reporter=reporter_for(console), argv=sys.argv, resume=point)
+    finally:
+        point.lock.release()
+    print_result(console, result)
+    raise typer.Exit(result.exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; `argv` lets tests call the real CLI in-process. Always ends in SystemExit."""
     from dltrain.errors import DataError, RecipeError, UsageError
@@ -176,6 +197,12 @@ def main(argv: list[str] | None = None) -> None:
     except (UsageError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # outside training (loading, building): nothing to save
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except OSError as err:  # the machine, not the recipe: a full disk while writing the final records, say
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

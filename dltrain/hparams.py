@@ -75,14 +75,19 @@ class HParamsSession:
         self.run_path, self.recipe = Path(run_path), recipe
         self.writer = None
 
+    def _open(self):
+        if self.writer is None:  # a resumed run writes its end into a new event file of the same session
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(log_dir=str(self.run_path))
+        return self.writer
+
     def start(self) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-        self.writer = SummaryWriter(log_dir=str(self.run_path))
-        self.writer.file_writer.add_summary(session_start(self.recipe, time.time()))
+        self._open().file_writer.add_summary(session_start(self.recipe, time.time()))
         self.writer.flush()
 
     def finish(self, status: str, summary: dict) -> None:
         """Final numbers the dashboard shows as metrics, then the session's end with its status."""
+        self._open()
         step = summary.get("epochs") or 0
         if summary.get("best_value") is not None:
             self.writer.add_scalar(f"{SUMMARY_TAG}best_{summary['monitor']}", summary["best_value"],

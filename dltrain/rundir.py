@@ -16,21 +16,59 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = False) -> None:
-    """Write via `write(handle)` into a temp file beside `path`, fsync, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress():
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = False,
+                 previous: Path | None = None) -> None:
+    """Write via `write(handle)` into a temp file beside `path`, fsync, then os.replace.
+
+    With `previous`, the file being replaced is kept under that name (moved only once the new
+    one is complete on disk), so a valid older copy survives a new one that turns out bad.
+    On any failure the temp file is removed and `path` is untouched; an OSError names `path`.
+    A second stop signal waits until the write is done (signals.deferred)."""
+    from dltrain.signals import deferred
+
+    with deferred():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            if exc.errno is None:
+                raise
+            raise _naming(exc, path) from None
+        moved = False
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; the run's files are as readable as any other
+            with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if previous is not None and path.exists():
+                os.replace(path, previous)
+                moved = True
+            os.replace(tmp, path)
+        except BaseException as exc:
+            with _suppress():
+                os.unlink(tmp)
+            if moved and not path.exists():
+                with _suppress():
+                    os.replace(previous, path)  # put the old file back where it was
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise _naming(exc, path) from exc
+            raise
+        _fsync_dir(path.parent)
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """The same error, saying which file it was about (`[Errno 28] No space left on device: '.../last.pt'`)."""
+    return type(exc)(exc.errno, exc.strerror, str(path))
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -64,17 +102,23 @@ def read_json(path: Path) -> Any:
 
 
 def new_run_dir(runs_root: Path, name: str) -> Path:
-    """runs/<name>-<YYYYmmdd-HHMMSS>-<4 hex>/, created exclusively (mkdir fails if it exists)."""
-    runs_root.mkdir(parents=True, exist_ok=True)
+    """runs/<name>-<YYYYmmdd-HHMMSS>-<4 hex>/, created exclusively (mkdir fails if it exists),
+    so two runs started at the same moment never share, and no existing directory is reused."""
+    from dltrain.errors import UsageError
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for _ in range(100):
-        path = runs_root / f"{name}-{stamp}-{secrets.token_hex(2)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"could not create a fresh run directory under {runs_root}")
+    try:
+        runs_root.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            path = runs_root / f"{name}-{stamp}-{secrets.token_hex(2)}"
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise UsageError(f"cannot create a run directory under {runs_root}: {exc.strerror or exc} "
+                         "(choose a writable place with --runs-dir)") from None
+    raise UsageError(f"could not create a fresh run directory under {runs_root}")
 
 
 class RunDir:
@@ -114,10 +158,12 @@ class RunDir:
 
         atomic_write(self.path / "metrics.csv", write)
 
-    def save_checkpoint(self, name: str, state: dict) -> Path:
+    def save_checkpoint(self, name: str, state: dict, previous: str | None = None) -> Path:
+        """checkpoints/<name>; with `previous`, the checkpoint it replaces is kept under that name."""
         import torch
         path = self.checkpoints / name
-        atomic_write(path, lambda h: torch.save(state, h), binary=True)
+        atomic_write(path, lambda h: torch.save(state, h), binary=True,
+                     previous=self.checkpoints / previous if previous else None)
         return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -19,9 +20,9 @@ from dltrain.components.losses import CLASSIFICATION, REGRESSION
 from dltrain.data import DataBundle, prepare
 from dltrain.errors import Problem, RecipeError
 from dltrain.recipe import CLASSIFICATION_METRICS, REGRESSION_METRICS, Recipe, default_mode
-from dltrain.rundir import RunDir, new_run_dir
+from dltrain.rundir import RunDir, new_run_dir, write_text
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_SIGINT = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143
 
 
 @dataclass
@@ -150,9 +151,10 @@ def _versions() -> dict:
 
 
 def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None,
-            batch: str | None = None) -> RunResult:
+            batch: str | None = None, resume=None) -> RunResult:
     """Build, create the run directory, train, test, and write the summary.
-    `batch` names the batch this run belongs to (`dltrain run A B --seeds N`); kept in run.json."""
+    `batch` names the batch this run belongs to (`dltrain run A B --seeds N`); kept in run.json.
+    `resume` (a resume.ResumePoint) continues that locked run directory from its checkpoint instead."""
     import torch
 
     deterministic_before = torch.are_deterministic_algorithms_enabled()
@@ -160,18 +162,17 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.use_deterministic_algorithms(True)
     try:
-        return _execute(recipe, runs_root, reporter, argv, batch)
+        return _execute(recipe, runs_root, reporter, argv, batch, resume)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)  # a process-wide switch: put it back
 
 
-def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None, batch: str | None) -> RunResult:
+def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None, batch: str | None,
+             resume) -> RunResult:
     import torch
     from dltrain.components.schedules import LRSchedule
-    from dltrain.hparams import HParamsSession
-    from dltrain.train.callbacks import EarlyStopping, FitState, NonFiniteGuard
-    from dltrain.train.loop import Clip, Learner, Penalty, fit
-    from dltrain.train.records import Checkpointer, MetricsFile, TensorBoard
+    from dltrain.lock import RunLock
+    from dltrain.train.loop import Clip, Learner, Penalty
 
     built = build(recipe)  # every recipe and data error is raised before anything is written
     model = built.model
@@ -188,55 +189,99 @@ def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None, 
                       grad_accumulation=recipe.train.grad_accumulation, precision=recipe.train.precision,
                       log_every=recipe.log.every_steps, generator=built.loaders["generator"])
 
-    run = RunDir(new_run_dir(Path(runs_root), recipe.name))
-    run.write_recipe(recipe.to_yaml())
-    n_params = sum(p.numel() for p in model.parameters())
+    if resume is None:
+        run = RunDir(new_run_dir(Path(runs_root), recipe.name))
+        lock = RunLock.acquire(run.path)
+    else:
+        run, lock = resume.run, resume.lock
+    try:
+        return _train_and_record(run, recipe, built, learner, reporter, argv, resume, batch)
+    finally:
+        lock.release()
+
+
+def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, reporter, argv, resume,
+                      batch: str | None) -> RunResult:
+    from dltrain.hparams import HParamsSession
+    from dltrain.signals import stop_signals
+    from dltrain.train.callbacks import EarlyStopping, FitState, NonFiniteGuard
+    from dltrain.train.records import Checkpointer, MetricsFile, TensorBoard
+
+    model = built.model
     started = time.time()
-    run.update_run_info(
-        status="running", stop_reason=None, name=recipe.name, started=_now(), ended=None,
-        device=str(built.device), seed=recipe.seed, command=argv if argv is not None else sys.argv,
-        versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
-        data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
-        **({"batch": batch} if batch else {}))
+    command = argv if argv is not None else sys.argv
     hparams = HParamsSession(run.path, recipe.to_dict()) if recipe.log.tensorboard else None
-    if hparams is not None:
-        hparams.start()  # at the start, so TensorBoard's HParams dashboard lists runs still going
+    if resume is None:
+        run.write_recipe(recipe.to_yaml())
+        n_params = sum(p.numel() for p in model.parameters())
+        run.update_run_info(
+            status="running", stop_reason=None, name=recipe.name, started=_now(), ended=None,
+            device=str(built.device), seed=recipe.seed, command=command,
+            versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
+            data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
+            **({"batch": batch} if batch else {}))
+        if hparams is not None:
+            hparams.start()  # at the start, so TensorBoard's HParams dashboard lists runs still going
+    earlier_wall = 0.0  # wall time of earlier sessions that ended cleanly (a killed one records none)
+    if resume is not None:
+        earlier_wall = run.info.get("wall_time_s") or 0.0
 
     callbacks = [NonFiniteGuard()]
     es = recipe.train.early_stopping
     if es is not None:
         callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best))
-    callbacks += [Checkpointer(run, built.monitor, built.mode, built.min_delta), MetricsFile(run)]
+    callbacks.append(MetricsFile(run))
     if recipe.log.tensorboard:
         callbacks.append(TensorBoard(run, histograms=recipe.log.histograms))
+    callbacks.append(Checkpointer(run, built.monitor, built.mode, built.min_delta))  # after every stateful callback
     if reporter is not None:
         callbacks.append(reporter)
-    state = FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks)
+    state = FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks,
+                     checkpoint_every_steps=recipe.train.checkpoint_every_steps or 0)
+    if resume is not None:
+        from dltrain.resume import restore
+        restore(state, resume.checkpoint)
+        run.update_run_info(status="running", stop_reason=None, ended=None, host=socket.gethostname(),
+                            pid=os.getpid(), resumed=[*run.info.get("resumed", []), {
+                                "at": _now(), "checkpoint": resume.source, "epoch": state.epoch,
+                                "step": state.step, "command": command}])
 
-    error = None
+    with stop_signals() as request:
+        state.stop_request = request
+        status, reason, error = _fit(state, learner, built, run)
+        request.finishing = True  # from here on a signal is only noted: the records must be written
+        if status == "interrupted":
+            reason += f"; continue it with: dltrain resume {run.path}"
+        test = {}
+        if status in ("completed", "early_stopped") and built.loaders["test"] is not None:
+            test = {f"test_{k}": v for k, v in learner.evaluate(built.loaders["test"]).items()}
+        wall = earlier_wall + time.time() - started
+        summary = _summary(state, built, test, wall, status)
+        run.write_summary(summary)
+        run.update_run_info(status=status, stop_reason=reason, ended=_now(), wall_time_s=round(wall, 3),
+                            error=error)
+        if hparams is not None:
+            hparams.finish(status, summary)
+    exit_code = {"completed": EXIT_OK, "early_stopped": EXIT_OK, "diverged": EXIT_DIVERGED,
+                 "interrupted": request.exit_code}.get(status, EXIT_FAILED)
+    return RunResult(run, status, reason, summary, exit_code)
+
+
+def _fit(state, learner, built: Built, run: RunDir) -> tuple[str, str, str | None]:
+    """Train; returns (status, reason, traceback text or None). Never raises but for BaseExceptions
+    other than KeyboardInterrupt."""
+    from dltrain.train.loop import fit
+
     try:
-        fit(learner, train_loader, built.loaders["val"], state)
+        fit(learner, built.loaders["train"], built.loaders["val"], state)
     except KeyboardInterrupt:
-        status, reason = "interrupted", f"interrupted by the user at epoch {state.epoch + 1}, step {state.step}"
+        return "interrupted", f"stopped at once by the user at epoch {state.epoch + 1}, step {state.step}", None
     except Exception as exc:  # the run directory must say how it failed
         error = traceback.format_exc()
-        status, reason = "failed", f"{type(exc).__name__}: {exc}"
-        (run.path / "error.txt").write_text(error, encoding="utf-8")
-    else:
-        status, reason = state.stop.status, state.stop.reason
-
-    test = {}
-    if status in ("completed", "early_stopped") and built.loaders["test"] is not None:
-        test = {f"test_{k}": v for k, v in learner.evaluate(built.loaders["test"]).items()}
-    summary = _summary(state, built, test, time.time() - started, status)
-    run.write_summary(summary)
-    run.update_run_info(status=status, stop_reason=reason, ended=_now(), wall_time_s=round(time.time() - started, 3),
-                        error=error)
-    if hparams is not None:
-        hparams.finish(status, summary)
-    exit_code = {"completed": EXIT_OK, "early_stopped": EXIT_OK, "diverged": EXIT_DIVERGED,
-                 "interrupted": EXIT_SIGINT}.get(status, EXIT_FAILED)
-    return RunResult(run, status, reason, summary, exit_code)
+        with contextlib.suppress(OSError):
+            write_text(run.path / "error.txt", error)
+        return "failed", f"{type(exc).__name__}: {exc}", error
+    return state.stop.status, state.stop.reason, None
 
 
 def _summary(state, built: Built, test: dict, wall: float, status: str) -> dict:

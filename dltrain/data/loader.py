@@ -27,10 +27,15 @@ class ArrayLoader:
         return full + (1 if rest > 1 or (rest == 1 and not self.shuffle) else 0)
 
     def __iter__(self):
+        return self.iterate()
+
+    def iterate(self, start: int = 0):
+        """The epoch's batches from batch `start` on. The permutation is drawn whole either way, so
+        a resumed epoch (generator state restored, `start` > 0) sees exactly the order it had."""
         x, y = self.x, self.y
         if self.shuffle:
             # randperm on the CPU generator keeps the order identical on CPU and CUDA runs
             perm = torch.randperm(self.n, generator=self.generator).to(x.device, non_blocking=True)
             x, y = x[perm], y[perm]
-        for i in range(len(self)):
+        for i in range(start, len(self)):
             yield x[i * self.batch_size:(i + 1) * self.batch_size], y[i * self.batch_size:(i + 1) * self.batch_size]

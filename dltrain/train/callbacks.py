@@ -5,9 +5,14 @@ Events (the only ones; a misspelt method name is caught at registration):
   on_epoch_start(state)
   on_log(state, losses)          every `log.every_steps` optimizer steps: host copies of the
                                  batch losses since the last log (the loop's one sync point)
+  on_checkpoint(state)           mid-epoch, after an optimizer step, when a step checkpoint is due
+                                 (train.checkpoint_every_steps) or a stop signal arrived;
+                                 state.progress holds the position within the epoch (None at an
+                                 epoch boundary)
   on_epoch_end(state, logs)      after validation; logs = {"train_loss": ..., "val_loss": ..., ...}
   on_fit_end(state)              always, also after a stop or an error (state.stop says why)
 A callback stops training by raising StopTraining; every callback still sees the epoch's end.
+on_epoch_start is not fired again when a resumed run continues an epoch from a mid-epoch checkpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-EVENTS = ("on_fit_start", "on_epoch_start", "on_log", "on_epoch_end", "on_fit_end")
+EVENTS = ("on_fit_start", "on_epoch_start", "on_log", "on_checkpoint", "on_epoch_end", "on_fit_end")
 
 
 class StopTraining(Exception):
@@ -39,6 +44,20 @@ class FitState:
     history: list[dict] = field(default_factory=list)  # logs of every completed epoch
     stop: StopTraining | None = None
     callbacks: list["Callback"] = field(default_factory=list)
+    progress: Any = None  # EpochProgress of the epoch under way (None between epochs)
+    checkpoint_every_steps: int = 0  # 0: checkpoints at epoch ends only
+    stop_request: Any = None  # signals.StopRequest: set by SIGINT/SIGTERM, read after every step
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop_request is not None and self.stop_request.signum is not None
+
+    def checkpoint_due(self, last_batch: bool) -> bool:
+        """After an optimizer step: is a mid-epoch checkpoint due? (The epoch end writes its own.)"""
+        if self.stop_requested:
+            return True
+        every = self.checkpoint_every_steps
+        return bool(every) and not last_batch and self.step % every == 0
 
 
 class Callback:

@@ -15,6 +15,7 @@ import torch
 
 from dltrain.train.callbacks import FitState, StopTraining, fire
 from dltrain.train.metrics import MetricSums
+from dltrain.train.position import EpochProgress
 
 
 @dataclass
@@ -85,17 +86,17 @@ class Learner:
         return norm
 
     def train_epoch(self, loader, state: FitState) -> dict[str, float]:
-        """One pass over the training data. Fires on_log; returns train metrics and grad norm."""
+        """One pass over the training data, or the rest of one when state.progress comes from a
+        mid-epoch checkpoint. Fires on_log (and on_checkpoint when due); returns train metrics."""
         self.model.train()
-        sums = MetricSums(self.task, self.device)
-        penalty_sum = torch.zeros((), device=self.device)
         n_batches = len(loader)
-        losses = torch.empty(n_batches, device=self.device)  # per batch, read back at log points
-        norms = torch.zeros(2, device=self.device)  # [sum of measured grad norms, count]
-        batch_steps: list[int] = []  # optimizer step each batch belongs to (host side, no sync)
-        logged = 0
+        if state.progress is None:
+            state.progress = EpochProgress.begin(self, n_batches)
+        p = state.progress  # the epoch's running sums live here, so a checkpoint can carry them
+        if p.order is not None:
+            self.generator.set_state(p.order)  # a resumed epoch redraws the same permutation
         accumulated = 0
-        for i, (x, y) in enumerate(loader):
+        for i, (x, y) in enumerate(loader.iterate(p.batch), start=p.batch):
             with self.autocast():
                 output = self.model(x)
                 loss = self.loss_fn(output, y)
@@ -103,11 +104,11 @@ class Learner:
             if self.penalty:
                 penalty = self.penalty(self.weights)
                 total = loss + penalty
-                penalty_sum += penalty.detach()
+                p.penalty_sum += penalty.detach()
             self.scaler.scale(total / self.grad_accumulation).backward()
-            losses[i] = loss.detach()
-            sums.update(loss, output, y)
-            batch_steps.append(state.step + 1)
+            p.losses[i] = loss.detach()
+            p.sums.update(loss, output, y)
+            p.batch_steps.append(state.step + 1)
             accumulated += 1
             if accumulated == self.grad_accumulation or i == n_batches - 1:
                 accumulated = 0
@@ -115,18 +116,21 @@ class Learner:
                 norm = self._optimizer_step(measure_norm=log_now)
                 state.step += 1
                 if norm is not None:
-                    norms += torch.stack([norm.float(), norm.new_ones((), dtype=torch.float32)])
+                    p.norms += torch.stack([norm.float(), norm.new_ones((), dtype=torch.float32)])
                 if log_now:
-                    self._log(state, losses, batch_steps, logged, i + 1)
-                    logged = i + 1
-        if logged < n_batches:
-            self._log(state, losses, batch_steps, logged, n_batches)
-        logs = sums.compute()
-        norm_sum, norm_count = norms.tolist()
+                    self._log(state, p.losses, p.batch_steps, p.logged, i + 1)
+                    p.logged = i + 1
+                p.batch = i + 1
+                if state.checkpoint_due(last_batch=i == n_batches - 1):
+                    checkpoint_here(state)
+        if p.logged < n_batches:
+            self._log(state, p.losses, p.batch_steps, p.logged, n_batches)
+        logs = p.sums.compute()
+        norm_sum, norm_count = p.norms.tolist()
         if norm_count:
             logs["grad_norm"] = norm_sum / norm_count
         if self.penalty:
-            logs["penalty"] = penalty_sum.item() / max(1, n_batches)
+            logs["penalty"] = p.penalty_sum.item() / max(1, n_batches)
         return logs
 
     def _log(self, state: FitState, losses: torch.Tensor, batch_steps: list[int], start: int, end: int) -> None:
@@ -165,21 +169,26 @@ class Learner:
 
 
 def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState:
-    """Train until state.epochs or a StopTraining. Callbacks are in state.callbacks."""
+    """Train until state.epochs or a StopTraining. Callbacks are in state.callbacks.
+    A resumed state (epoch, step, progress restored from a checkpoint) continues where it was."""
     callbacks = state.callbacks
     try:
         fire(callbacks, "on_fit_start", state)
         while state.epoch < state.epochs:
-            fire(callbacks, "on_epoch_start", state)
-            started = time.perf_counter()
-            lr = learner.schedule.lr  # the lr this epoch starts with
+            if state.stop_requested:  # a signal arrived during validation or the epoch's end
+                checkpoint_here(state)
+            if state.progress is None:
+                fire(callbacks, "on_epoch_start", state)
             train = learner.train_epoch(train_loader, state)
+            lr, seconds = state.progress.lr, state.progress.elapsed()  # the lr this epoch started with
+            state.progress = None
             logs = {f"train_{k}" if k in ("loss", "accuracy", "mae", "rmse") else k: v for k, v in train.items()}
+            started = time.perf_counter()
             if val_loader is not None:
                 logs.update({f"val_{k}": v for k, v in learner.evaluate(val_loader).items()})
             state.epoch += 1
             logs = {"epoch": state.epoch, "step": state.step, "lr": lr, **logs,
-                    "seconds": time.perf_counter() - started}
+                    "seconds": seconds + time.perf_counter() - started}
             learner.schedule.step_epoch(logs)
             state.history.append(logs)
             fire(callbacks, "on_epoch_end", state, logs)
@@ -190,6 +199,15 @@ def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState
             state.stop = StopTraining("completed", f"completed all {state.epochs} epochs")
         fire_end(state)
     return state
+
+
+def checkpoint_here(state: FitState) -> None:
+    """Fire on_checkpoint; then, if a stop signal asked for it, end the run as `interrupted`."""
+    fire(state.callbacks, "on_checkpoint", state)
+    if state.stop_requested:
+        where = (f"epoch {state.epoch + 1}, step {state.step}" if state.progress is not None
+                 else f"the end of epoch {state.epoch}, step {state.step}")
+        raise StopTraining("interrupted", f"interrupted by {state.stop_request.name} at {where}")
 
 
 def fire_end(state: FitState) -> None:

@@ -21,6 +21,10 @@ class MetricsFile(Callback):
     def __init__(self, run: RunDir):
         self.run = run
 
+    def on_fit_start(self, state: FitState) -> None:
+        if state.history:  # resumed: drop rows a killed process wrote after its last checkpoint
+            self.run.write_metrics(state.history)
+
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
         self.run.write_metrics(state.history)
 
@@ -32,11 +36,16 @@ class TensorBoard(Callback):
     def __init__(self, run: RunDir, histograms: bool = False):
         self.run, self.histograms = run, histograms
         self.writers: dict = {}
+        self.purge: dict = {}
+
+    def on_fit_start(self, state: FitState) -> None:
+        if state.step:  # resumed: hide points a killed process logged after its last checkpoint
+            self.purge = {"train": state.step + 1, "validation": state.epoch + 1}
 
     def _writer(self, split: str):
         if split not in self.writers:
             from torch.utils.tensorboard import SummaryWriter
-            self.writers[split] = SummaryWriter(log_dir=str(self.run.path / split))
+            self.writers[split] = SummaryWriter(log_dir=str(self.run.path / split), purge_step=self.purge.get(split))
         return self.writers[split]
 
     def on_log(self, state: FitState, losses: list[tuple[int, float]]) -> None:
@@ -88,10 +97,12 @@ def set_rng_state(state: dict) -> None:
 
 
 def checkpoint_state(state: FitState) -> dict:
-    """Everything needed to continue exactly: plain containers of tensors and numbers only."""
+    """Everything needed to continue exactly: plain containers of tensors and numbers only.
+    `progress` is the position within the epoch for a mid-epoch checkpoint, None at an epoch's end."""
     return {
         "format": CHECKPOINT_FORMAT,
         "epoch": state.epoch, "step": state.step,
+        "progress": state.progress.state_dict() if state.progress is not None else None,
         "history": state.history,
         "learner": state.learner.state_dict(),
         "callbacks": {type(cb).__name__: cb.state_dict() for cb in state.callbacks},
@@ -100,21 +111,34 @@ def checkpoint_state(state: FitState) -> dict:
 
 
 class Checkpointer(Callback):
-    """checkpoints/last.pt every epoch; best.pt when the monitored metric improves.
-    Never after a divergence: a checkpoint holding non-finite weights is worse than none."""
+    """checkpoints/last.pt every epoch (and at on_checkpoint: every N steps, or on a stop signal),
+    the one it replaces kept as previous.pt; best.pt when the monitored metric improves.
+    Never after a divergence: a checkpoint holding non-finite weights is worse than none.
+    Put it after every other stateful callback: its snapshot must see their epoch-end updates."""
+
+    LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
 
     def __init__(self, run: RunDir, monitor: str, mode: str, min_delta: float = 0.0):
         self.run = run
         self.monitor = Monitor(monitor, mode, min_delta)
+
+    def _save_last(self, payload: dict) -> None:
+        self.run.save_checkpoint(self.LAST, payload, previous=self.PREVIOUS)
+
+    def on_checkpoint(self, state: FitState) -> None:
+        weights = [p.detach() for p in state.learner.params]
+        if weights and not bool(torch.stack([torch.isfinite(w).all() for w in weights]).all()):
+            return  # one host sync, only at checkpoint time; the non-finite guard ends the run
+        self._save_last(checkpoint_state(state))
 
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
         if not all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
             return  # the non-finite guard stops this run; keep the last good checkpoint
         improved = self.monitor.update(read_metric(logs, self.monitor.name), state.epoch)
         payload = checkpoint_state(state)
-        self.run.save_checkpoint("last.pt", payload)
+        self._save_last(payload)
         if improved:
-            self.run.save_checkpoint("best.pt", payload)
+            self.run.save_checkpoint(self.BEST, payload)
 
     def state_dict(self) -> dict:
         return {"monitor": self.monitor.state_dict()}

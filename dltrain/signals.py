@@ -1,0 +1,92 @@
+"""SIGINT and SIGTERM during training: finish the step, save a checkpoint, stop as `interrupted`.
+
+The first signal only sets a flag; the loop looks at it after every optimizer step (one attribute
+read, no syscall), writes a checkpoint and ends the run with exit code 128 + signal number
+(130 for SIGINT, 143 for SIGTERM). A second signal stops at once (KeyboardInterrupt), except
+while a file is being written: durable writes run in a `deferred()` section, and a signal that
+arrives inside one takes effect only when the write has finished, so it can never leave a
+half-written file behind. Once training is over, signals are only noted until the run's final
+records (summary.json, run.json) are written. The previous handlers are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequest:
+    """Set by the first stop signal; read by the training loop after every step."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.finishing = False  # training is over, the run's records are being written: never cut that short
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else "signal"
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+
+class _Deferral:
+    """Nesting depth of durable writes in progress, and whether a forced stop waits for them."""
+
+    depth = 0
+    pending = False
+
+
+@contextlib.contextmanager
+def deferred():
+    """A section that a forced stop (second signal) must not cut in half: a file write."""
+    _Deferral.depth += 1
+    try:
+        yield
+    finally:
+        _Deferral.depth -= 1
+    if _Deferral.depth == 0 and _Deferral.pending:
+        _Deferral.pending = False
+        raise KeyboardInterrupt  # the forced stop asked for during the write
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """Install graceful SIGINT/SIGTERM handlers for the duration; yields the StopRequest.
+
+    Outside the main thread Python cannot install handlers: the request then never fires and
+    signals keep their previous meaning."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handle(signum, frame):
+        if request.finishing:
+            print(f"\n{signal.Signals(signum).name}: the run is writing its final records; a moment",
+                  file=sys.stderr, flush=True)
+        elif request.signum is None:
+            request.signum = signum
+            print(f"\n{request.name}: finishing this step, then saving a checkpoint "
+                  "(send it again to stop at once)", file=sys.stderr, flush=True)
+        elif _Deferral.depth:
+            _Deferral.pending = True
+            print(f"\n{signal.Signals(signum).name}: a file is being written; stopping as soon as it is complete",
+                  file=sys.stderr, flush=True)
+        else:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handle)
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _Deferral.pending = False
