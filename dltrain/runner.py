@@ -37,6 +37,8 @@ class Built:
     monitor: str
     mode: str
     loaders: dict = field(default_factory=dict)
+    transfer: dict = field(default_factory=dict)  # what model.from loaded and model.freeze froze
+    augment: object = None  # training-batch augmentation (data.augment), or None
 
 
 def seed_everything(seed: int) -> None:
@@ -96,7 +98,8 @@ def _task_checks(recipe: Recipe, data: DataBundle) -> tuple[str, str, str]:
 def build(recipe: Recipe) -> Built:
     """Data, model and loss for a recipe (the optimizer is made in `execute`). Raises RecipeError/DataError."""
     import torch
-    from dltrain.models.build import build_model, output_size
+    from dltrain.data.augment import build_augment
+    from dltrain.models.build import build_for_data, output_size
 
     device = resolve_device(recipe.device)
     seed_everything(recipe.seed)
@@ -106,10 +109,12 @@ def build(recipe: Recipe) -> Built:
         raise RecipeError([Problem("train.precision", "fp16 mixed precision needs a CUDA device; use bf16 on the CPU")])
     seed_everything(recipe.seed)  # model init does not depend on how much randomness the data used
     outputs = output_size(data.task, data.num_classes, data.target_dim, loss_name)
-    model = build_model(recipe.model, data.input_shape, outputs).to(device)
+    model, transfer = build_for_data(recipe.model, data, outputs)
+    model = model.to(device)
+    augment = build_augment(recipe.data.augment, data.input_shape, device, recipe.seed)
     loss_spec = recipe.loss or LOSSES.entry(loss_name).model(name=loss_name)
     loss_fn = LOSSES.build(loss_spec).to(device)
-    built = Built(recipe, device, data, model, loss_name, loss_fn, monitor, mode)
+    built = Built(recipe, device, data, model, loss_name, loss_fn, monitor, mode, transfer=transfer, augment=augment)
     built.loaders = _loaders(data, device, recipe.seed)
     return built
 
@@ -171,7 +176,8 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
     learner = Learner(trained, built.loss_fn, optimizer, schedule, task=built.data.task,
                       penalty=Penalty(recipe.regularization.l1, recipe.regularization.l2), clip=clip,
                       grad_accumulation=recipe.train.grad_accumulation, precision=recipe.train.precision,
-                      log_every=recipe.log.every_steps, generator=built.loaders["generator"])
+                      log_every=recipe.log.every_steps, generator=built.loaders["generator"],
+                      augment=built.augment)  # data.augment: training batches only
 
     run = RunDir(new_run_dir(Path(runs_root), recipe.name))
     run.write_recipe(recipe.to_yaml())
@@ -181,7 +187,8 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
         status="running", stop_reason=None, name=recipe.name, started=_now(), ended=None,
         device=str(built.device), seed=recipe.seed, command=argv if argv is not None else sys.argv,
         versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
-        data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode})
+        data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
+        transfer=built.transfer or None)
 
     callbacks = [NonFiniteGuard()]
     es = recipe.train.early_stopping

@@ -32,10 +32,12 @@ def _bundled(loader_name: str):
     return getattr(skd, loader_name)()
 
 
-@register("digits", description="8x8 handwritten digits, 1797 samples, 10 classes (scikit-learn, offline)")
-def digits(seed, /):
+@register("digits", description="8x8 handwritten digits, 1797 samples, 10 classes (scikit-learn, offline); "
+                                "as_images: true gives 1x8x8 images for cnn/resnet")
+def digits(seed, /, *, as_images: bool = False):
     d = _bundled("load_digits")
-    return _classification(d.data, d.target, d.target_names)
+    x = d.data.reshape(-1, 1, 8, 8) if as_images else d.data  # (N, 64) or (N, C=1, H=8, W=8)
+    return _classification(x, d.target, d.target_names)
 
 
 @register("iris", description="150 iris flowers, 4 features, 3 species (scikit-learn, offline)")
