@@ -135,4 +135,8 @@ def _batchnorm_in_inference_mode(model) -> None:
     for module in model.modules():
         params = list(module.parameters(recurse=False))
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and params and not any(p.requires_grad for p in params):
-            module.register_forward_pre_hook(lambda m, _: m.train(False))
+            module.register_forward_pre_hook(_inference_mode)
+
+
+def _inference_mode(module, inputs) -> None:
+    module.training = False  # this module only; returning None keeps the inputs as they are
