@@ -99,6 +99,15 @@ def test_hflip_mirrors_exactly_and_translate_shifts_whole_pixels():
     assert (per_image < 36).any()  # with 32 images, some moved
 
 
+def test_rotation_turns_about_the_centre_within_the_angle():
+    x = torch.zeros(64, 1, 9, 9)
+    x[:, :, 4, :] = 1.0  # a horizontal bar through the centre
+    out = augment([{"name": "rotation", "degrees": 30}], (1, 9, 9))(x)
+    assert torch.allclose(out[:, 0, 4, 4], torch.ones(64), atol=1e-5)  # the centre is a fixed point
+    assert torch.all(out[:, 0, 0, 4] < 0.05)  # +-30 degrees never brings the bar to the top edge
+    assert not torch.allclose(out, x)  # but it does turn
+
+
 def test_noise_has_the_requested_std():
     x = torch.zeros(64, 1000)
     out = augment([{"name": "noise", "std": 0.3}], (1000,))(x)
