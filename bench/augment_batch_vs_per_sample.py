@@ -7,6 +7,12 @@ Dataset.__getitem__ pipeline does, then stacked into batches. Same device (CPU h
 in one process; the ratio is what to read, the absolute times depend on the machine's load.
 
 Run: PYTHONPATH=$PWD python bench/augment_batch_vs_per_sample.py [--n 5000] [--batch 256]
+
+Found (2026-11-22, 2 shared CPU cores, load ~6): per-sample / batch = 0.6x to 0.9x over four runs,
+i.e. on the CPU the whole-batch ops are no faster (both are memory-bound copies; the batch path
+copies the batch ~4 times: pad, crop gather, flip, select). The reason for whole-batch ops is
+the GPU, where per-sample transforms mean several tiny kernel launches per image; that was not
+measured here (no GPU for this task). Run it with the batch on CUDA to check.
 """
 
 from __future__ import annotations

@@ -36,16 +36,15 @@ def hflip(*, p: Probability = 0.5):
 
 def _shift(x, generator, pad: int):
     """Zero-pad by `pad` and cut out an image of the original size at a random offset per sample:
-    a random translation by up to `pad` pixels each way (airbench's batch crop, with one gather)."""
+    a random translation by up to `pad` pixels each way. The (2 pad + 1)^2 possible crops are a
+    strided view of the padded batch (unfold: no copy); one indexing op picks each sample's crop."""
     import torch
     b, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))  # (B, C, H + 2p, W + 2p)
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 2p + 1, 2p + 1, H, W), a view
     dy = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
     dx = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
-    batch = torch.arange(b, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+    return windows[torch.arange(b, device=x.device), :, dy, dx]  # (B, C, H, W)
 
 
 @register("random_crop", description="pad by `padding` zeros, crop back to `size` at a random place "
