@@ -6,13 +6,13 @@ hflip + random_crop(padding 4), done (a) by dltrain on whole batches with tensor
 Dataset.__getitem__ pipeline does, then stacked into batches. Same device (CPU here), side by side
 in one process; the ratio is what to read, the absolute times depend on the machine's load.
 
-Run: PYTHONPATH=$PWD python bench/augment_batch_vs_per_sample.py [--n 5000] [--batch 256]
+Run: PYTHONPATH=$PWD python bench/augment_batch_vs_per_sample.py [--n 5000] [--batch 256] [--device cuda]
 
 Found (2026-11-22, 2 shared CPU cores, load ~6): per-sample / batch = 0.6x to 0.9x over four runs,
 i.e. on the CPU the whole-batch ops are no faster (both are memory-bound copies; the batch path
 copies the batch ~4 times: pad, crop gather, flip, select). The reason for whole-batch ops is
 the GPU, where per-sample transforms mean several tiny kernel launches per image; that was not
-measured here (no GPU for this task). Run it with the batch on CUDA to check.
+measured here (no GPU for this task). Check with --device cuda.
 """
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ def per_sample_augment(x: torch.Tensor, batch: int) -> None:
         torch.stack([pipeline(img) for img in x[i:i + batch]])
 
 
-def best_of(fn, *args, repeats: int = 3) -> float:
+def best_of(fn, x, *args, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn(*args)
+        fn(x, *args)
+        if x.is_cuda:
+            torch.cuda.synchronize()  # kernels are asynchronous: wait for them before reading the clock
         times.append(time.perf_counter() - start)
     return min(times)  # the least disturbed run: the machine is shared
 
@@ -52,11 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    x = torch.randn(args.n, 3, 32, 32)
+    x = torch.randn(args.n, 3, 32, 32, device=args.device)
     ours = best_of(batch_augment, x, args.batch)
     theirs = best_of(per_sample_augment, x, args.batch)
-    print(f"{args.n} images 3x32x32, batch {args.batch}, hflip + random_crop(padding 4), best of 3")
+    print(f"{args.n} images 3x32x32 on {args.device}, batch {args.batch}, hflip + random_crop(padding 4), best of 3")
     print(f"  whole batch (dltrain)      {ours * 1000:8.1f} ms")
     print(f"  per sample (transforms.v2) {theirs * 1000:8.1f} ms")
     print(f"  ratio per-sample / batch   {theirs / ours:8.1f}x")
