@@ -11,7 +11,7 @@ Run: PYTHONPATH=$PWD python bench/augment_batch_vs_per_sample.py [--n 5000] [--b
 Found (2026-11-22, 2 CPU cores shared with other jobs, load 5-7), 8 runs of --n 5000:
 per sample took 410-880 ms every time; whole batch 80-1570 ms, ratio 0.3x to 7.0x. The batch
 path's kernels run on 2 intra-op threads, which suffer most when the cores are oversubscribed;
-on a quiet moment it was 5-7x faster. Not a clean measurement: rerun on an idle machine.
+its best run was 7.0x faster. Not a clean measurement: rerun on an idle machine.
 The main reason for whole-batch ops is the GPU (per-sample transforms mean several tiny kernel
 launches per image); not measured here, no GPU for this task. Check with --device cuda.
 """
