@@ -105,7 +105,7 @@ def _load(model, spec, head: str) -> dict:
             hint = f" (only the head `{head}` differs: set model.reset_head: true to train a new one)"
         raise RecipeError([Problem("model.from", f"{source} does not fit this model: {describe(problems)}{hint}")])
     model.load_state_dict(state, strict=False)
-    return {"from": str(source), "loaded": sorted(state), "reset_head": sorted(skip)}
+    return {"from": str(source.resolve()), "loaded": sorted(state), "reset_head": sorted(skip)}
 
 
 def _freeze(model, freeze, head: str) -> dict:
