@@ -83,7 +83,7 @@ def validate(recipe: Path = typer.Argument(..., help=RECIPE_HELP),
 
 
 @app.command()
-def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initializer, optimizer, schedule, loss, "
+def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initializer, optimizer, schedule, loss, augmentation, "
                                                             "dataset or architecture; all when omitted")):
     """List the components a recipe can name, with their parameters and defaults."""
     from dltrain.report import print_catalog

@@ -157,9 +157,12 @@ class Registry:
         def normalize(value: Any) -> Any:
             return None if optional and value is None else self._normalize(value)
 
-        parts: list[Any] = [union, BeforeValidator(normalize), ComponentOf(self)]
+        # The discriminator must come before the BeforeValidator: the other way round, a bare name
+        # inside a list (`augment: [hflip]`) reaches the tagged union before it is normalized.
+        parts: list[Any] = [union]
         if len(models) > 1:
             parts.append(Field(discriminator=self.tag))
+        parts += [BeforeValidator(normalize), ComponentOf(self)]
         return Annotated[tuple(parts)]  # type: ignore[return-value]
 
     def build(self, spec: Spec, *args: Any) -> Any:

@@ -14,6 +14,7 @@ KINDS = {
     "loss": ("dltrain.components", "LOSSES"),
     "dataset": ("dltrain.data", "DATASETS"),
     "architecture": ("dltrain.models", "ARCHITECTURES"),
+    "augmentation": ("dltrain.data.augment", "AUGMENTATIONS"),
 }
 
 
@@ -55,6 +56,12 @@ def print_model_summary(console, built) -> None:
     table.add_row("total", "", "", f"{total:,}" + ("" if trainable == total else f" ({trainable:,} trainable)"),
                   style="bold")
     console.print(table)
+    transfer = getattr(built, "transfer", None)
+    if transfer:
+        loaded = f"loaded {len(transfer['loaded'])} tensors from {transfer['from']}" if "from" in transfer else "no weights loaded"
+        reset = f", head `{transfer['head']}` newly initialized" if transfer.get("reset_head") else ""
+        frozen = f", {len(transfer['frozen'])} parameter tensors frozen" if "frozen" in transfer else ""
+        console.print(f"transfer: {loaded}{reset}{frozen}", markup=False)
     d = built.data.describe()
     console.print(f"data: {d['train']} train / {d['val']} validation / {d['test']} test samples, "
                   f"batch size {d['batch_size']}")

@@ -39,6 +39,8 @@ class Built:
     mode: str
     min_delta: float  # what counts as an improvement, shared by early stopping, best.pt and the summary
     loaders: dict = field(default_factory=dict)
+    transfer: dict = field(default_factory=dict)  # what model.from loaded and model.freeze froze
+    augment: object = None  # training-batch augmentation (data.augment), or None
 
 
 def seed_everything(seed: int) -> None:
@@ -98,7 +100,8 @@ def _task_checks(recipe: Recipe, data: DataBundle) -> tuple[str, str, str]:
 def build(recipe: Recipe) -> Built:
     """Data, model and loss for a recipe (the optimizer is made in `execute`). Raises RecipeError/DataError."""
     import torch
-    from dltrain.models.build import build_model, output_size
+    from dltrain.data.augment import build_augment
+    from dltrain.models.build import build_for_data, output_size
 
     device = resolve_device(recipe.device)
     seed_everything(recipe.seed)
@@ -108,11 +111,14 @@ def build(recipe: Recipe) -> Built:
         raise RecipeError([Problem("train.precision", "fp16 mixed precision needs a CUDA device; use bf16 on the CPU")])
     seed_everything(recipe.seed)  # model init does not depend on how much randomness the data used
     outputs = output_size(data.task, data.num_classes, data.target_dim, loss_name)
-    model = build_model(recipe.model, data.input_shape, outputs).to(device)
+    model, transfer = build_for_data(recipe.model, data, outputs)
+    model = model.to(device)
+    augment = build_augment(recipe.data.augment, data.input_shape, device, recipe.seed)
     loss_spec = recipe.loss or LOSSES.entry(loss_name).model(name=loss_name)
     loss_fn = LOSSES.build(loss_spec).to(device)
     min_delta = recipe.train.early_stopping.min_delta if recipe.train.early_stopping else 0.0
-    built = Built(recipe, device, data, model, loss_name, loss_fn, monitor, mode, min_delta)
+    built = Built(recipe, device, data, model, loss_name, loss_fn, monitor, mode, min_delta,
+                  transfer=transfer, augment=augment)
     built.loaders = _loaders(data, device, recipe.seed)
     return built
 
@@ -187,7 +193,8 @@ def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None, 
     learner = Learner(trained, built.loss_fn, optimizer, schedule, task=built.data.task,
                       penalty=Penalty(recipe.regularization.l1, recipe.regularization.l2), clip=clip,
                       grad_accumulation=recipe.train.grad_accumulation, precision=recipe.train.precision,
-                      log_every=recipe.log.every_steps, generator=built.loaders["generator"])
+                      log_every=recipe.log.every_steps, generator=built.loaders["generator"],
+                      augment=built.augment)  # data.augment: training batches only
 
     if resume is None:
         run = RunDir(new_run_dir(Path(runs_root), recipe.name))
@@ -219,7 +226,7 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
             device=str(built.device), seed=recipe.seed, command=command,
             versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
             data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
-            **({"batch": batch} if batch else {}))
+            transfer=built.transfer or None, **({"batch": batch} if batch else {}))
         if hparams is not None:
             hparams.start()  # at the start, so TensorBoard's HParams dashboard lists runs still going
     earlier_wall = 0.0  # wall time of earlier sessions that ended cleanly (a killed one records none)

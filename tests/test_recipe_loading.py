@@ -84,5 +84,7 @@ def test_every_shipped_recipe_validates_and_builds(path: Path):
     recipe = load_recipe(path)
     if recipe.data.name in ("mnist", "fashion_mnist", "cifar10"):
         return  # needs downloaded files; its schema was still checked above
+    if recipe.model.from_ is not None:
+        return  # needs the run it transfers from (tests/test_recipes_models.py trains that pair)
     built = build(recipe)
     assert sum(p.numel() for p in built.model.parameters()) > 0

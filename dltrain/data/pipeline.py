@@ -33,6 +33,8 @@ class DataBundle:
     target_dim: int  # regression outputs per sample
     batch_size: int  # resolved (`full` -> the training set size)
     stats: dict = field(default_factory=dict)  # normalization fitted on train: kept for the record
+    name: str = ""  # the dataset's registry name, for messages
+    target_shape: tuple[int, ...] = ()  # per sample: () class label, (k,) regression, (T, k) per time step
 
     def describe(self) -> dict:
         return {"task": self.task, "train": len(self.train), "val": len(self.val) if self.val else 0,
@@ -104,16 +106,16 @@ def prepare(spec: DataSpec, seed: int) -> DataBundle:
         test=Split(x_test, y_test) if len(x_test) else None,
         task=arrays.task, num_classes=num_classes, class_names=class_names,
         input_shape=tuple(x_train.shape[1:]),
-        target_dim=1 if classification else int(y_train.shape[1]),
-        batch_size=batch, stats=stats)
+        target_dim=1 if classification else int(y_train.shape[-1]),
+        batch_size=batch, stats=stats, name=spec.name, target_shape=tuple(y_train.shape[1:]))
 
 
 def _normalize(how: str, train: np.ndarray, others: list[np.ndarray]) -> dict:
     """Fit on the training split only (fitting on all data leaks the test set), apply to all, in place."""
     if how == "none":
         return {"normalize": "none"}
-    # per feature for (N, F); per channel for images (N, C, H, W)
-    axes = (0,) if train.ndim == 2 else (0, *range(2, train.ndim))
+    # per feature for (N, F) and sequences (N, T, F); per channel for images (N, C, H, W)
+    axes = {2: (0,), 3: (0, 1)}.get(train.ndim, (0, *range(2, train.ndim)))
     if how == "standardize":
         shift = train.mean(axis=axes, keepdims=True)
         scale = train.std(axis=axes, keepdims=True)

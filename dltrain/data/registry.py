@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from dltrain.data.augment import AUGMENTATIONS
 from dltrain.registry import Registry, Spec
 from dltrain.types import PositiveInt
 
@@ -25,6 +26,7 @@ class DataSpec(Spec):
     test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15  # ignored where a dataset has a test split
     normalize: Literal["standardize", "minmax", "none"] = "standardize"  # fitted on the training split
     batch_size: PositiveInt | Literal["full"] = 64
+    augment: list[AUGMENTATIONS.spec_type] = []  # applied to training batches only, in this order
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self):

@@ -47,8 +47,16 @@ def _bundled(loader_name: str):
     return load
 
 
-for _name, _loader, _description in BUNDLED:
+for _name, _loader, _description in BUNDLED[1:]:
     register(_name, description=_description)(_bundled(_loader))
+
+
+@register("digits", description=BUNDLED[0][2] + "; as_images: true gives 1x8x8 images for cnn/resnet")
+def digits(seed, /, *, as_images: bool = False):
+    arrays = _bundled("load_digits")(seed)
+    if as_images:
+        arrays.x = arrays.x.reshape(-1, 1, 8, 8)  # (N, 64) -> (N, C=1, H=8, W=8)
+    return arrays
 
 
 @register("moons", description="two interleaving half circles in 2-D (generated)")

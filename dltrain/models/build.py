@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dltrain.models.registry import ARCHITECTURES
+from dltrain.errors import Problem, RecipeError
+from dltrain.models.registry import ARCHITECTURES, LAYOUT_SHAPES, accepted_layouts, layout_of
+
+# What to suggest when an architecture does not fit the data's layout.
+SUGGEST = {"flat": "mlp (for 8x8 digits as images: data.as_images: true)", "sequence": "rnn, lstm or gru",
+           "image": "cnn, resnet or torchvision"}
 
 
 def output_size(task: str, num_classes: int | None, target_dim: int, loss_name: str) -> int:
@@ -14,6 +19,32 @@ def output_size(task: str, num_classes: int | None, target_dim: int, loss_name: 
 
 def build_model(spec, input_shape: tuple[int, ...], outputs: int):
     return ARCHITECTURES.build(spec, tuple(input_shape), outputs)
+
+
+def check_fit(spec, data_name: str, input_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> None:
+    """An architecture that cannot take this data is a recipe error before anything is built."""
+    layout = layout_of(tuple(input_shape))
+    wanted = accepted_layouts(spec.arch)
+    if layout not in wanted:
+        expected = " or ".join(f"{w} {LAYOUT_SHAPES[w]}" for w in wanted)
+        raise RecipeError([Problem("model.arch", f"`{spec.arch}` takes {expected} inputs, but `{data_name}` gives "
+                                   f"{layout} samples of shape {tuple(input_shape)}; for this data use "
+                                   f"{SUGGEST.get(layout, 'mlp')}")])
+    per_step = len(target_shape) == 2  # (T, k): one target per time step
+    sequence_out = getattr(spec, "output", "last") == "sequence"
+    if sequence_out != per_step:
+        message = ("output: sequence predicts one value per time step, but `{}` has one target per sequence; "
+                   "use output: last") if sequence_out else (
+                   "`{}` has one target per time step; use rnn, lstm or gru with output: sequence")
+        raise RecipeError([Problem("model.output", message.format(data_name))])
+
+
+def build_for_data(spec, data, outputs: int):
+    """Check the fit, build, then load/freeze as `from`/`freeze` say. Returns (model, transfer record)."""
+    from dltrain.models.transfer import apply_transfer
+    check_fit(spec, data.name, data.input_shape, data.target_shape)
+    model = build_model(spec, data.input_shape, outputs)
+    return model, apply_transfer(model, spec, data.input_shape)
 
 
 def summarize(model, input_shape: tuple[int, ...]) -> list[dict]:

@@ -1,10 +1,55 @@
-"""The architecture registry; `model.arch` picks the entry."""
+"""The architecture registry; `model.arch` picks the entry.
+
+Every architecture shares the transfer-learning keys of `ModelSpec` and declares which input
+layouts it accepts (`accepts`), so that an architecture that does not fit the data is a recipe
+error before anything is built.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from dltrain.registry import Registry, Spec
 
+# The layout of one sample, told apart by rank: (F,) flat features, (T, F) a sequence of T steps,
+# (C, H, W) an image.
+LAYOUTS = {1: "flat", 2: "sequence", 3: "image"}
+LAYOUT_SHAPES = {"flat": "(features,)", "sequence": "(time, features)", "image": "(channels, height, width)"}
+
+
+def layout_of(input_shape: tuple[int, ...]) -> str:
+    return LAYOUTS.get(len(input_shape), f"{len(input_shape)}-d")
+
 
 class ModelSpec(Spec):
-    """Keys every architecture shares (transfer-learning keys arrive with the architectures issue)."""
+    """Keys every architecture shares: transfer learning from an earlier run."""
+
+    # `from` is a Python keyword: the field is `from_`, the recipe key `from`
+    from_: str | None = Field(default=None, alias="from")  # a run directory or a checkpoint file
+    freeze: list[str] | Literal["all_but_head"] | None = None  # parameter-name globs, or all_but_head
+    reset_head: bool = False  # keep the head freshly initialized instead of loading it
+
+    @model_validator(mode="after")
+    def _transfer_keys_fit(self):
+        if self.reset_head and self.from_ is None:
+            raise ValueError("reset_head: true needs `from` (a run directory or checkpoint to load)")
+        if isinstance(self.freeze, list) and not self.freeze:
+            raise ValueError("freeze is an empty list; expected parameter-name globs, all_but_head, or null")
+        return self
 
 
 ARCHITECTURES = Registry("architecture", tag="arch", base=ModelSpec)
+
+
+def accepts(*layouts: str):
+    """Mark an architecture factory with the input layouts it can take (checked before building)."""
+    def mark(factory):
+        factory.accepts = layouts
+        return factory
+    return mark
+
+
+def accepted_layouts(arch: str) -> tuple[str, ...]:
+    return getattr(ARCHITECTURES.entry(arch).factory, "accepts", tuple(LAYOUT_SHAPES))

@@ -51,11 +51,12 @@ class Learner:
 
     def __init__(self, model, loss_fn, optimizer, schedule, *, task: str, penalty: Penalty | None = None,
                  clip: Clip | None = None, grad_accumulation: int = 1, precision: str = "fp32",
-                 log_every: int = 10, generator: torch.Generator | None = None):
+                 log_every: int = 10, generator: torch.Generator | None = None, augment=None):
         self.model, self.loss_fn, self.optimizer, self.schedule = model, loss_fn, optimizer, schedule
         self.task, self.penalty, self.clip = task, penalty or Penalty(), clip
         self.grad_accumulation, self.log_every = grad_accumulation, log_every
         self.generator = generator  # drives the data order; saved with checkpoints
+        self.augment = augment  # optional callable x -> x for training batches (data.augment); has state_dict()
         self.device = next(model.parameters()).device
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.weights = [p for p in self.params if p.ndim > 1]
@@ -97,6 +98,8 @@ class Learner:
             self.generator.set_state(p.order)  # a resumed epoch redraws the same permutation
         accumulated = 0
         for i, (x, y) in enumerate(loader.iterate(p.batch), start=p.batch):
+            if self.augment is not None:
+                x = self.augment(x)  # training batches only: evaluate() never augments
             with self.autocast():
                 output = self.model(x)
                 loss = self.loss_fn(output, y)
@@ -156,7 +159,8 @@ class Learner:
     def state_dict(self) -> dict:
         return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
-                "generator": self.generator.get_state() if self.generator is not None else None}
+                "generator": self.generator.get_state() if self.generator is not None else None,
+                "augment": self.augment.state_dict() if self.augment is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["model"])
@@ -166,6 +170,8 @@ class Learner:
             self.scaler.load_state_dict(state["scaler"])
         if state.get("generator") is not None and self.generator is not None:
             self.generator.set_state(state["generator"])
+        if state.get("augment") is not None and self.augment is not None:
+            self.augment.load_state_dict(state["augment"])
 
 
 def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState:
