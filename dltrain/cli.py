@@ -71,6 +71,20 @@ def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initial
     print_catalog(_console(), kind)
 
 
+@app.command()
+def sweep(recipe: Path = typer.Argument(..., help="recipe YAML file with a `sweep:` section"),
+          overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + "; sweep keys too "
+                                                          "(sweep.method=random sweep.trials=8)"),
+          runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where trial run directories are created"),
+          plot: bool = typer.Option(False, "--plot", help="also write optimization-history and "
+                                                          "parallel-coordinates PNGs")):
+    """Search hyperparameters with Optuna: every trial is an ordinary run; re-running continues the sweep."""
+    from dltrain.sweep.driver import run_sweep
+
+    code = run_sweep(recipe, overrides or [], runs_dir, plot=plot, console=_console(), argv=sys.argv)
+    raise typer.Exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; `argv` lets tests call the real CLI in-process. Always ends in SystemExit."""
     from dltrain.errors import DataError, RecipeError, UsageError

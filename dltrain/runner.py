@@ -147,8 +147,12 @@ def _versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "dltrain": __version__}
 
 
-def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None) -> RunResult:
-    """Build, create the run directory, train, test, and write the summary."""
+def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None,
+            callbacks: tuple = (), run_info: dict | None = None) -> RunResult:
+    """Build, create the run directory, train, test, and write the summary.
+
+    `callbacks` are added after the recording ones (a sweep's pruning); `run_info` adds fields to
+    run.json (a sweep's tag: {name, trial, params})."""
     import torch
     from dltrain.components.schedules import LRSchedule
     from dltrain.train.callbacks import EarlyStopping, FitState, NonFiniteGuard
@@ -181,15 +185,17 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
         status="running", stop_reason=None, name=recipe.name, started=_now(), ended=None,
         device=str(built.device), seed=recipe.seed, command=argv if argv is not None else sys.argv,
         versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
-        data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode})
+        data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
+        **(run_info or {}))
 
-    callbacks = [NonFiniteGuard()]
+    extra_callbacks, callbacks = list(callbacks), [NonFiniteGuard()]
     es = recipe.train.early_stopping
     if es is not None:
         callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best))
     callbacks += [Checkpointer(run, built.monitor, built.mode), MetricsFile(run)]
     if recipe.log.tensorboard:
         callbacks.append(TensorBoard(run, histograms=recipe.log.histograms))
+    callbacks += extra_callbacks
     if reporter is not None:
         callbacks.append(reporter)
     state = FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks)
@@ -213,7 +219,7 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
     run.write_summary(summary)
     run.update_run_info(status=status, stop_reason=reason, ended=_now(), wall_time_s=round(time.time() - started, 3),
                         error=error)
-    exit_code = {"completed": EXIT_OK, "early_stopped": EXIT_OK, "diverged": EXIT_DIVERGED,
+    exit_code = {"completed": EXIT_OK, "early_stopped": EXIT_OK, "pruned": EXIT_OK, "diverged": EXIT_DIVERGED,
                  "interrupted": EXIT_SIGINT}.get(status, EXIT_FAILED)
     return RunResult(run, status, reason, summary, exit_code)
 
