@@ -182,7 +182,8 @@ def _run(trial, spec: SweepSpec, job: WorkerJob):
         return run_trial(trial, spec, job.doc, study_name=job.study_name, runs_root=job.runs_root, argv=job.argv,
                          source=job.source)
     except (RecipeError, DataError) as err:  # a combination no single value could reveal
-        return Outcome("failed", reason=err.render() if isinstance(err, RecipeError) else str(err))
+        reason = "; ".join(map(str, err.problems)) if isinstance(err, RecipeError) else str(err)
+        return Outcome("failed", reason=f"{type(err).__name__}: {reason}")
     except Exception as exc:  # record it and go on with the sweep
         return Outcome("failed", reason=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
 

@@ -108,10 +108,14 @@ def write_best_recipe(path: Path, best, spec: SweepSpec, doc: dict, study_name: 
 def _print_importances(console, study) -> None:
     import optuna
     try:
-        importances = optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            importances = optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError) as exc:  # fewer than two completed trials, or nothing varied
         console.print(f"parameter importances: not available ({exc})", markup=False)
         return
+    for warning in caught:  # e.g. too few trials: importances are then reported as equal
+        console.print(f"parameter importances: {warning.message}", markup=False)
     table = Table(title="parameter importances (Optuna, PED-ANOVA)", title_justify="left")
     table.add_column("param")
     table.add_column("importance", justify="right")
