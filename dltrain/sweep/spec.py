@@ -35,7 +35,7 @@ from dltrain.types import PositiveInt
 
 DEFAULT_TRIALS = 20  # for random and bayes when `trials` is left out
 RANGE_KEYS = ("low", "high", "log", "step")
-STORAGE_SCHEMES = ("sqlite", "postgresql")  # what dltrain ships drivers for (psycopg2: the `postgres` extra)
+STORAGE_SCHEMES = ("sqlite", "postgresql")  # what dltrain has drivers for (psycopg: the `postgres` extra)
 
 
 def _is_number(value: Any) -> bool:

@@ -70,7 +70,7 @@ def open_storage(url: str):
             time.sleep(0.5 * (attempt + 1))
         except ImportError:
             raise UsageError(f"no database driver for {shown_url(url)}: install dltrain[postgres] "
-                             "(psycopg2-binary) for postgresql:// storage") from None
+                             "(psycopg 3, SQLAlchemy's driver for postgresql:// URLs)") from None
     if sqlite:
         _serialize_sqlite(storage.engine)
     return storage
