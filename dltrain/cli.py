@@ -65,7 +65,8 @@ def validate(recipe: Path = typer.Argument(..., help=RECIPE_HELP),
 
 @app.command()
 def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initializer, optimizer, schedule, loss, "
-                                                            "dataset or architecture; all when omitted")):
+                                                            "dataset, architecture, method (sweep) or pruner (sweep); "
+                                                            "all when omitted")):
     """List the components a recipe can name, with their parameters and defaults."""
     from dltrain.report import print_catalog
     print_catalog(_console(), kind)

@@ -14,6 +14,8 @@ KINDS = {
     "loss": ("dltrain.components", "LOSSES"),
     "dataset": ("dltrain.data", "DATASETS"),
     "architecture": ("dltrain.models", "ARCHITECTURES"),
+    "method": ("dltrain.sweep.methods", "METHODS"),  # sweep.method
+    "pruner": ("dltrain.sweep.methods", "PRUNERS"),  # sweep.pruner
 }
 
 

@@ -20,7 +20,8 @@ from conftest import REPO, run_dirs, tiny_recipe, write_recipe
 
 
 def server_binaries() -> Path | None:
-    found = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)), None)
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)  # Debian keeps them off PATH
+    found = shutil.which("initdb") or (versions[0] if versions else None)
     return Path(found).resolve().parent if found else None
 
 

@@ -34,7 +34,8 @@ BAD = {
                               "sweep.params.optimizer.lr", "expected a list of choices or a range"),
     "no params": ({"params": {}}, "sweep.params", "at least 1 item"),
     "sweeping the sweep": ({"params": {"sweep.trials": [1, 2]}}, "sweep.params", "cannot vary its own settings"),
-    "grid needs discrete params": ({"method": "grid", "trials": None, "params": {"optimizer.lr": {"low": 0.001, "high": 0.1}}},
+    "grid needs discrete params": ({"method": "grid", "trials": None,
+                                    "params": {"optimizer.lr": {"low": 0.001, "high": 0.1}}},
                                    "sweep", "grid search needs choices (a list) or a range with `step`"),
     "grid with a different trial count": ({"method": "grid", "trials": 5, "params": {"optimizer.lr": [0.1, 0.01]}},
                                           "sweep", "a grid runs every combination: 2 here, but trials is 5"),
@@ -77,10 +78,18 @@ def test_a_recipe_without_a_sweep_section_is_a_usage_error(cli, tmp_path):
 
 
 def test_defaults_are_resolved_and_visible(cli, tmp_path):
-    recipe = write_recipe(tmp_path / "ok.yaml", tiny_recipe(sweep={"params": {"optimizer.lr": {"low": 1.0e-4, "high": 0.1, "log": True},
-                                                                             "model.hidden": [[8], [16, 16]]}}))
+    params = {"optimizer.lr": {"low": 1.0e-4, "high": 0.1, "log": True}, "model.hidden": [[8], [16, 16]]}
+    recipe = write_recipe(tmp_path / "ok.yaml", tiny_recipe(sweep={"params": params}))
     result = cli("validate", recipe)
     assert result.code == 0, result.err
     for line in ("method:", "name: bayes", "trials: 20", "metric: val_loss", "mode: min", "seeds: 1", "workers: 1",
                  "log: true"):
         assert line in result.out, line
+
+
+@pytest.mark.parametrize("variant", [("sweep_digits.yaml",), ("sweep_digits.yaml", "sweep.method=random"),
+                                     ("sweep_digits.yaml", "sweep.pruner=hyperband"), ("sweep_digits_grid.yaml",)])
+def test_shipped_sweep_recipes_are_valid(cli, variant):
+    from conftest import REPO
+    result = cli("validate", REPO / "recipes" / variant[0], *variant[1:])
+    assert result.code == 0, result.err

@@ -112,7 +112,10 @@ def _threads_per_worker(workers: int) -> int:
 def _run_workers(job: WorkerJob, workers: int) -> bool:
     """Run the trial queue dry with `workers` processes (in this process when 1). True if interrupted."""
     if workers == 1:
-        return work(job) == EXIT_SIGINT
+        try:
+            return work(job) == EXIT_SIGINT
+        except KeyboardInterrupt:  # between trials: nothing to record
+            return True
     # spawn, not fork: this process has torch (and its thread pools) loaded already
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker_main, args=(_replace(job, worker=i),), name=f"dltrain-sweep-{i}")
@@ -135,7 +138,10 @@ def _replace(job: WorkerJob, **changes) -> WorkerJob:
 
 
 def _worker_main(job: WorkerJob) -> None:
-    sys.exit(work(job))
+    try:
+        sys.exit(work(job))
+    except KeyboardInterrupt:  # between trials: nothing to record
+        sys.exit(EXIT_SIGINT)
 
 
 def work(job: WorkerJob) -> int:

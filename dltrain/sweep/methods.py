@@ -21,7 +21,8 @@ METHODS = Registry("method", what="sweep method")
 PRUNERS = Registry("pruner")
 
 
-@METHODS.register("grid", description="every combination of the choices, each run once (Optuna's GridSampler)")
+@METHODS.register("grid", description="every combination of the choices, each run exactly once "
+                                      "(queued in the Optuna study)")
 def grid(seed: int, grid_values: dict, /):
     # Every point is put in the study's trial queue with its values fixed (driver.py), which is
     # what makes "each point exactly once" hold with many workers; the sampler records the grid.

@@ -46,8 +46,8 @@ def report(console, study, spec: SweepSpec, doc: dict, *, runs_root: Path, plot:
         return 1
     best = ranked[0]
     path = write_best_recipe(folder / "best.yaml", best, spec, doc, study.study_name, source)
-    console.print(f"best: trial {best.number}, {spec.metric} {best.value:.4f}  {format_params(spec.decode(best.params))}",
-                  markup=False)
+    console.print(f"best: trial {best.number}, {spec.metric} {best.value:.4f}  "
+                  f"{format_params(spec.decode(best.params))}", markup=False)
     console.print(f"best configuration: {path}  (dltrain run {path})", markup=False)
     _print_importances(console, study)
     if plot:
