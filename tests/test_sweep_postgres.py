@@ -86,4 +86,5 @@ def test_postgres_serves_two_concurrent_sweep_processes_on_one_study(tmp_path, p
     assert trials == list(range(6)), outputs  # every planned trial exactly once, across both processes
     study = optuna.load_study(study_name="tiny-random", storage=postgres_url)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    assert len({t.params["optimizer.lr"] for t in study.trials}) == 6  # the two processes drew different points
     print("trials per process:", [len([r for r in run_dirs(m) if (r / 'run.json').is_file()]) for m in machines])

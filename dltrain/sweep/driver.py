@@ -36,6 +36,7 @@ class WorkerJob:
     worker: int
     threads: int | None  # torch threads for this process; None: leave torch's default
     argv: list
+    created: bool  # this process created the study (its sampler streams are then reproducible)
 
 
 def run_sweep(recipe_path: Path, overrides: list[str], runs_root: Path, *, plot: bool, console,
@@ -72,9 +73,10 @@ def run_sweep(recipe_path: Path, overrides: list[str], runs_root: Path, *, plot:
                   f"{spec.seeds} seed(s) x {epochs} epochs) in {studies.shown_url(url)}: "
                   f"{'new study' if created else 'continuing'}, {queued} trial(s) planned now, {waiting} waiting; "
                   f"{workers} worker(s)" + (f" x {threads} torch thread(s)" if threads else ""), markup=False)
-    job = WorkerJob(doc, str(recipe_path), name, url, Path(runs_root), 0, threads, list(argv))
+    job = WorkerJob(doc, str(recipe_path), name, url, Path(runs_root), 0, threads, list(argv), created)
     interrupted = _run_workers(job, workers) if waiting else False
-    study = studies.open_study(storage, name, "minimize" if spec.mode == "min" else "maximize")[0]
+    import optuna
+    study = optuna.load_study(study_name=name, storage=storage)
     code = report(console, study, spec, doc, runs_root=Path(runs_root), plot=plot, source=str(recipe_path),
                   epochs=epochs)
     return EXIT_SIGINT if interrupted else code
@@ -146,8 +148,9 @@ def _worker_main(job: WorkerJob) -> None:
 
 def work(job: WorkerJob) -> int:
     """Claim and run planned trials until none is left. A failed trial is recorded and the next one runs."""
+    import socket
+
     import numpy as np
-    import optuna
     from optuna.trial import TrialState
 
     if job.threads is not None:
@@ -157,9 +160,14 @@ def work(job: WorkerJob) -> int:
     spec = recipe.sweep
     storage = studies.open_storage(job.storage_url)
     direction = "minimize" if spec.mode == "min" else "maximize"
-    done = len(optuna.load_study(study_name=job.study_name, storage=storage).trials)
-    # a distinct, reproducible sampler stream per worker and per continuation of the sweep
-    seed = int(np.random.SeedSequence([recipe.seed, job.worker, done]).generate_state(1)[0])
+    planned = len(storage.get_all_trials(storage.get_study_id_from_name(job.study_name), deepcopy=False))
+    # A distinct sampler stream per worker and per continuation (more trials planned each time);
+    # reproducible for the process that created the study, fresh entropy for any process joining it
+    # (another machine would otherwise propose the very same configurations).
+    entropy = [recipe.seed, job.worker, planned]
+    if not job.created:
+        entropy += [os.getpid(), *socket.gethostname().encode()]
+    seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
     sampler = METHODS.build(spec.method, seed, spec.grid_values())
     pruner = PRUNERS.build(spec.pruner, spec.seeds * recipe.train.epochs)
     study = studies.open_study(storage, job.study_name, direction, sampler, pruner)[0]
