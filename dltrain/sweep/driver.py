@@ -72,7 +72,8 @@ def run_sweep(recipe_path: Path, overrides: list[str], runs_root: Path, *, plot:
     console.print(f"sweep `{name}` ({spec.method.name}, pruner {spec.pruner.name}, {spec.trials} trials x "
                   f"{spec.seeds} seed(s) x {epochs} epochs) in {studies.shown_url(url)}: "
                   f"{'new study' if created else 'continuing'}, {queued} trial(s) planned now, {waiting} waiting; "
-                  f"{workers} worker(s)" + (f" x {threads} torch thread(s)" if threads else ""), markup=False)
+                  f"{workers} worker(s)" + (f" x {threads} torch thread(s)" if threads else ""),
+                  markup=False, soft_wrap=True)
     job = WorkerJob(doc, str(recipe_path), name, url, Path(runs_root), 0, threads, list(argv), created)
     interrupted = _run_workers(job, workers) if waiting else False
     import optuna
@@ -132,6 +133,9 @@ def _run_workers(job: WorkerJob, workers: int) -> bool:
                 break
             except KeyboardInterrupt:  # the workers got the same SIGINT; let them record it
                 interrupted = True
+    for process in processes:
+        if process.exitcode not in (EXIT_OK, EXIT_SIGINT):  # its running trial goes stale and is planned again
+            print(f"warning: worker process {process.name} ended with exit code {process.exitcode}", file=sys.stderr)
     return interrupted or any(p.exitcode == EXIT_SIGINT for p in processes)
 
 

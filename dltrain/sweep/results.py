@@ -47,12 +47,12 @@ def report(console, study, spec: SweepSpec, doc: dict, *, runs_root: Path, plot:
     best = ranked[0]
     path = write_best_recipe(folder / "best.yaml", best, spec, doc, study.study_name, source)
     console.print(f"best: trial {best.number}, {spec.metric} {best.value:.4f}  "
-                  f"{format_params(spec.decode(best.params))}", markup=False)
-    console.print(f"best configuration: {path}  (dltrain run {path})", markup=False)
+                  f"{format_params(spec.decode(best.params))}", markup=False, soft_wrap=True)
+    console.print(f"best configuration: {path}  (dltrain run {path})", markup=False, soft_wrap=True)
     _print_importances(console, study)
     if plot:
         for written in write_plots(study, folder, spec.metric):
-            console.print(f"plot: {written}", markup=False)
+            console.print(f"plot: {written}", markup=False, soft_wrap=True)
     return 0
 
 
@@ -62,7 +62,7 @@ def _table(name: str, spec: SweepSpec, best: list) -> Table:
     table.add_column("trial", justify="right")
     table.add_column(spec.metric + (" (mean +- std)" if spec.seeds > 1 else ""), justify="right")
     for key in spec.params:
-        table.add_column(key)
+        table.add_column(key, min_width=min(len(key), 24))  # the key path is the point of the column
     table.add_column("epochs", justify="right")
     for rank, trial in enumerate(best, 1):
         value = f"{trial.value:.4f}"
@@ -80,16 +80,17 @@ def _print_counts(console, trials: list, spec: SweepSpec, epochs: int) -> None:
     states = Counter("interrupted" if t.state == TrialState.FAIL and "interrupted" in t.user_attrs
                      else t.state.name.lower() for t in trials)
     order = ("complete", "pruned", "fail", "interrupted", "running", "waiting")
-    console.print(f"{len(trials)} trials: " + ", ".join(f"{states[s]} {s.replace('fail', 'failed')}"
-                                                        for s in order if states[s]), markup=False)
+    label = {"complete": "completed", "fail": "failed"}
+    console.print(f"{len(trials)} trials: " + ", ".join(f"{states[s]} {label.get(s, s)}" for s in order if states[s]),
+                  markup=False, soft_wrap=True)
     ran = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
     used = sum(t.user_attrs.get("epochs", 0) for t in ran)
     budget = len(ran) * spec.seeds * epochs
     console.print(f"epochs trained: {used} of {budget} without pruning or early stopping "
-                  f"({len(ran)} trials x {spec.seeds} seed(s) x {epochs} epochs)", markup=False)
+                  f"({len(ran)} trials x {spec.seeds} seed(s) x {epochs} epochs)", markup=False, soft_wrap=True)
     for trial in [t for t in ran if t.state == TrialState.FAIL and "error" in t.user_attrs][:5]:
         console.print(f"trial {trial.number} failed: {trial.user_attrs['error'].strip().splitlines()[0]}",
-                      markup=False, style="red")
+                      markup=False, style="red", soft_wrap=True)
 
 
 def write_best_recipe(path: Path, best, spec: SweepSpec, doc: dict, study_name: str, source: str) -> Path:
@@ -112,10 +113,10 @@ def _print_importances(console, study) -> None:
             warnings.simplefilter("always")
             importances = optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError) as exc:  # fewer than two completed trials, or nothing varied
-        console.print(f"parameter importances: not available ({exc})", markup=False)
+        console.print(f"parameter importances: not available ({exc})", markup=False, soft_wrap=True)
         return
     for warning in caught:  # e.g. too few trials: importances are then reported as equal
-        console.print(f"parameter importances: {warning.message}", markup=False)
+        console.print(f"parameter importances: {warning.message}", markup=False, soft_wrap=True)
     table = Table(title="parameter importances (Optuna, PED-ANOVA)", title_justify="left")
     table.add_column("param")
     table.add_column("importance", justify="right")
