@@ -64,6 +64,10 @@ def test_grid_covers_exactly_the_product_of_the_choices(cli, tmp_path):
     assert "sweep" not in best and cli("validate", best_file).code == 0
     for png in ("optimization_history.png", "parallel_coordinates.png"):
         assert (tmp_path / "runs" / "sweeps" / "tiny-grid" / png).read_bytes()[:4] == b"\x89PNG"
+    # a trial's recipe.yaml is a plain recipe: running it is one ordinary run, not a sweep
+    assert cli("run", runs[0]["path"] / "recipe.yaml", "--runs-dir", "again").code == 0
+    (again,) = trial_runs(tmp_path / "again")
+    assert "sweep" not in again["info"] and again["recipe"] == runs[0]["recipe"]
 
 
 def min_val_loss(run: Path) -> float:

@@ -38,7 +38,7 @@ def report(console, study, spec: SweepSpec, doc: dict, *, runs_root: Path, plot:
     trials = [t for t in study.get_trials(deepcopy=False) if "surplus" not in t.user_attrs]
     ranked = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value,
                     reverse=spec.mode == "max")
-    console.print(_table(study.study_name, spec, ranked[:SHOWN]))
+    console.print(_table(study.study_name, spec, ranked[:SHOWN]), crop=False)  # wider than 80 columns in a log
     _print_counts(console, trials, spec, epochs)
     folder = Path(runs_root) / "sweeps" / study.study_name
     if not ranked:
@@ -117,7 +117,8 @@ def _print_importances(console, study) -> None:
         return
     for warning in caught:  # e.g. too few trials: importances are then reported as equal
         console.print(f"parameter importances: {warning.message}", markup=False, soft_wrap=True)
-    table = Table(title="parameter importances (Optuna, PED-ANOVA)", title_justify="left")
+    console.print("parameter importances (Optuna's PED-ANOVA):")
+    table = Table()
     table.add_column("param")
     table.add_column("importance", justify="right")
     for name, value in importances.items():
