@@ -185,3 +185,27 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(cli, tmp_path):
     assert states == [TrialState.FAIL, TrialState.COMPLETE]
     assert "trial 0 failed" in result.out and "`mse` is a regression loss" in result.out
     assert [r["recipe"]["loss"]["name"] for r in trial_runs(tmp_path / "runs")] == ["cross_entropy"]
+
+
+def test_an_interrupted_sweep_exits_130_and_a_rerun_finishes_the_interrupted_trial(cli, tmp_path, monkeypatch):
+    from dltrain.sweep.trial import OptunaReport
+
+    original = OptunaReport.on_epoch_end
+
+    def ctrl_c_in_trial_1(self, state, logs):  # as if Ctrl-C arrived during trial 1's first epoch
+        if self.trial.number == 1:
+            raise KeyboardInterrupt
+        original(self, state, logs)
+
+    recipe = write_recipe(tmp_path / "s.yaml", sweep_doc(method="grid", params={"optimizer.lr": [0.01, 0.1, 0.3]}))
+    monkeypatch.setattr(OptunaReport, "on_epoch_end", ctrl_c_in_trial_1)
+    result = cli("sweep", recipe)
+    assert result.code == 130 and "trial 1: interrupted" in result.out
+    statuses = {r["info"]["sweep"]["trial"]: r["info"]["status"] for r in trial_runs(tmp_path / "runs")}
+    assert statuses == {0: "completed", 1: "interrupted"}  # trial 2 never started
+    monkeypatch.setattr(OptunaReport, "on_epoch_end", original)
+    result = cli("sweep", recipe)
+    assert result.code == 0 and "continuing, 1 trial(s) planned now, 2 waiting" in result.out
+    study = load_study(tmp_path / "runs", "tiny-grid")
+    done = sorted(t.params["optimizer.lr"] for t in study.trials if t.state == TrialState.COMPLETE)
+    assert done == [0.01, 0.1, 0.3]  # the interrupted grid point was run again, the others once
