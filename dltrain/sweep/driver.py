@@ -41,6 +41,9 @@ class WorkerJob:
 
 def run_sweep(recipe_path: Path, overrides: list[str], runs_root: Path, *, plot: bool, console,
               argv: list[str]) -> int:
+    import optuna
+    from optuna.trial import TrialState
+
     from dltrain.sweep.results import report
 
     recipe = load_recipe(recipe_path, overrides)
@@ -52,21 +55,8 @@ def run_sweep(recipe_path: Path, overrides: list[str], runs_root: Path, *, plot:
     name = spec.name or f"{recipe.name}-{spec.method.name}"
     url = studies.storage_url(spec.storage, runs_root)
     storage = studies.open_storage(url)
-    study, created = studies.open_study(storage, name, "minimize" if spec.mode == "min" else "maximize")
-    fingerprint = spec.fingerprint()
-    base = {k: v for k, v in recipe.to_dict().items() if k != "sweep"}
-    points = spec.grid_points() if spec.method.name == "grid" else [{}] * spec.trials
-    if created:
-        queued = studies.plan(study, points)
-        for key, value in ((studies.RECIPE, base), (studies.SPACE, fingerprint)):  # SPACE last: "planned"
-            study.set_user_attr(key, value)
-    else:
-        studies.wait_until_planned(study)
-        studies.check_fingerprint(study, fingerprint, base, studies.shown_url(url))
-        import optuna
-        optuna.storages.fail_stale_trials(study)  # trials of killed workers: failed, then planned again
-        queued = studies.plan(study, points)
-    waiting = len(study.get_trials(deepcopy=False, states=(_waiting(),)))
+    study, created, queued = _open_and_plan(storage, name, spec, recipe, studies.shown_url(url))
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     workers = max(1, min(spec.workers, waiting))
     threads = _threads_per_worker(workers) if workers > 1 else None
     console.print(f"sweep `{name}` ({spec.method.name}, pruner {spec.pruner.name}, {spec.trials} trials x "
@@ -76,16 +66,29 @@ def run_sweep(recipe_path: Path, overrides: list[str], runs_root: Path, *, plot:
                   markup=False, soft_wrap=True)
     job = WorkerJob(doc, str(recipe_path), name, url, Path(runs_root), 0, threads, list(argv), created)
     interrupted = _run_workers(job, workers) if waiting else False
-    import optuna
     study = optuna.load_study(study_name=name, storage=storage)
     code = report(console, study, spec, doc, runs_root=Path(runs_root), plot=plot, source=str(recipe_path),
                   epochs=epochs)
     return EXIT_SIGINT if interrupted else code
 
 
-def _waiting():
-    from optuna.trial import TrialState
-    return TrialState.WAITING
+def _open_and_plan(storage, name: str, spec: SweepSpec, recipe, where: str):
+    """(study, created, queued): create and plan a new study, or check and top up an existing one."""
+    import optuna
+
+    study, created = studies.open_study(storage, name, "minimize" if spec.mode == "min" else "maximize")
+    fingerprint = spec.fingerprint()
+    base = {k: v for k, v in recipe.to_dict().items() if k != "sweep"}
+    points = spec.grid_points() if spec.method.name == "grid" else [{}] * spec.trials
+    if created:
+        queued = studies.plan(study, points)
+        for key, value in ((studies.RECIPE, base), (studies.SPACE, fingerprint)):  # SPACE last: "planned"
+            study.set_user_attr(key, value)
+        return study, True, queued
+    studies.wait_until_planned(study)
+    studies.check_fingerprint(study, fingerprint, base, where)
+    optuna.storages.fail_stale_trials(study)  # trials of killed workers: failed, then planned again
+    return study, False, studies.plan(study, points)
 
 
 def _check_runnable(doc: dict, spec: SweepSpec, source: str) -> int:
