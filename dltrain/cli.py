@@ -83,8 +83,9 @@ def validate(recipe: Path = typer.Argument(..., help=RECIPE_HELP),
 
 
 @app.command()
-def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initializer, optimizer, schedule, loss, augmentation, "
-                                                            "dataset or architecture; all when omitted")):
+def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initializer, optimizer, schedule, loss, "
+                                                            "augmentation, dataset, architecture, method (sweep) or "
+                                                            "pruner (sweep); all when omitted")):
     """List the components a recipe can name, with their parameters and defaults."""
     from dltrain.report import print_catalog
     print_catalog(_console(), kind)
@@ -183,6 +184,20 @@ def resume(run: Path = typer.Argument(..., help="run directory (or its name unde
         point.lock.release()
     print_result(console, result)
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def sweep(recipe: Path = typer.Argument(..., help="recipe YAML file with a `sweep:` section"),
+          overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + "; sweep keys too "
+                                                          "(sweep.method=random sweep.trials=8)"),
+          runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where trial run directories are created"),
+          plot: bool = typer.Option(False, "--plot", help="also write optimization-history and "
+                                                          "parallel-coordinates PNGs")):
+    """Search hyperparameters with Optuna: every trial is an ordinary run; re-running continues the sweep."""
+    from dltrain.sweep.driver import run_sweep
+
+    code = run_sweep(recipe, overrides or [], runs_dir, plot=plot, console=_console(), argv=sys.argv)
+    raise typer.Exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ everything against the registries' signatures. Nothing below this module sees a 
 
 from __future__ import annotations
 
+import copy
 import re
 import typing
 from pathlib import Path
@@ -19,6 +20,7 @@ from dltrain.data import DATASETS
 from dltrain.errors import Problem, RecipeError, did_you_mean
 from dltrain.models import ARCHITECTURES
 from dltrain.registry import ComponentOf, Spec
+from dltrain.sweep.spec import SweepSpec
 from dltrain.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from dltrain.yamlio import KeyPath, dump_yaml, parse_yaml, read_yaml_file
 
@@ -109,6 +111,7 @@ class Recipe(Spec):
     clip: ClipSpec | None = None
     train: TrainSpec = TrainSpec()
     log: LogSpec = LogSpec()
+    sweep: SweepSpec | None = None  # a search over this recipe: `dltrain sweep` (docs/sweeps.md)
 
     @field_validator("device")
     @classmethod
@@ -118,7 +121,9 @@ class Recipe(Spec):
         return value
 
     def to_dict(self) -> dict:
-        return _names_first(self.model_dump(mode="json", by_alias=True))
+        # no `sweep: null` in a plain recipe: a sweep's trial recipes must read as single runs
+        exclude = {"sweep"} if self.sweep is None else None
+        return _names_first(self.model_dump(mode="json", by_alias=True, exclude=exclude))
 
     def to_yaml(self) -> str:
         return dump_yaml(self.to_dict())
@@ -240,13 +245,45 @@ def _is_component_name(value: str) -> bool:
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    doc, lines = load_document(path, overrides)
+    recipe = validate_document(doc, lines, source=str(path))
+    if recipe.sweep is not None:
+        check_sweep_params(recipe.sweep, doc, lines, source=str(path))
+    return recipe
+
+
+def load_document(path: str | Path, overrides: list[str] = ()) -> tuple[dict, dict]:
+    """The raw recipe document (extends resolved, overrides applied, name defaulted) and its lines."""
     path = Path(path)
     doc, lines = _read_with_extends(path, (path.resolve(),))
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(doc, keys, value, lines)
     doc.setdefault("name", path.stem if path.name != "recipe.yaml" else path.parent.name)
-    return validate_document(doc, lines, source=str(path))
+    return doc, lines
+
+
+def check_sweep_params(sweep: SweepSpec, doc: dict, lines: dict, source: str | None = None) -> None:
+    """Each swept key must name a real recipe key: every candidate value (each choice, a range's ends),
+    applied as an override to the recipe without its sweep, must give a valid recipe."""
+    base = {k: v for k, v in doc.items() if k != "sweep"}
+    problems: list[Problem] = []
+    for key, values in sweep.candidates().items():
+        seen: set[str] = set()
+        for value in values:
+            trial = copy.deepcopy(base)
+            try:
+                apply_override(trial, key.split("."), value, {})
+                validate_document(trial)
+            except RecipeError as err:
+                for p in err.problems:
+                    inner = "" if p.path == key else f"{p.path}: "
+                    if inner + p.message not in seen:
+                        seen.add(inner + p.message)
+                        problems.append(Problem(f"sweep.params.{key}", f"`{key}` = {value!r} gives an invalid "
+                                                f"recipe: {inner}{p.message}", lines.get(("sweep", "params", key))))
+    if problems:
+        raise RecipeError(problems, source)
 
 
 def validate_document(doc: dict, lines: dict | None = None, source: str | None = None) -> Recipe:

@@ -15,6 +15,8 @@ KINDS = {
     "dataset": ("dltrain.data", "DATASETS"),
     "architecture": ("dltrain.models", "ARCHITECTURES"),
     "augmentation": ("dltrain.data.augment", "AUGMENTATIONS"),
+    "method": ("dltrain.sweep.methods", "METHODS"),  # sweep.method
+    "pruner": ("dltrain.sweep.methods", "PRUNERS"),  # sweep.pruner
 }
 
 

@@ -24,7 +24,8 @@ from dltrain.rundir import RunDir, load_checkpoint, read_json
 CHECKPOINT_KEYS = ("format", "epoch", "step", "history", "learner", "callbacks", "rng")
 FINISHED = {"completed": "it completed", "early_stopped": "it stopped early, as its recipe asked",
             "diverged": "it diverged (its last good checkpoint would diverge again: change the recipe "
-                        "and start a new run)"}
+                        "and start a new run)",
+            "pruned": "its sweep pruned it (re-run the sweep to continue the study)"}
 
 
 class CheckpointError(UsageError):

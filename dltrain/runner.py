@@ -157,10 +157,13 @@ def _versions() -> dict:
 
 
 def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None,
-            batch: str | None = None, resume=None) -> RunResult:
+            batch: str | None = None, resume=None, callbacks: tuple = (),
+            run_info: dict | None = None) -> RunResult:
     """Build, create the run directory, train, test, and write the summary.
     `batch` names the batch this run belongs to (`dltrain run A B --seeds N`); kept in run.json.
-    `resume` (a resume.ResumePoint) continues that locked run directory from its checkpoint instead."""
+    `resume` (a resume.ResumePoint) continues that locked run directory from its checkpoint instead.
+    `callbacks` are added after the recording ones (a sweep's pruning); `run_info` adds fields to
+    run.json (a sweep's tag: {name, trial, params})."""
     import torch
 
     deterministic_before = torch.are_deterministic_algorithms_enabled()
@@ -168,13 +171,13 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.use_deterministic_algorithms(True)
     try:
-        return _execute(recipe, runs_root, reporter, argv, batch, resume)
+        return _execute(recipe, runs_root, reporter, argv, batch, resume, callbacks, run_info)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)  # a process-wide switch: put it back
 
 
 def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None, batch: str | None,
-             resume) -> RunResult:
+             resume, callbacks: tuple, run_info: dict | None) -> RunResult:
     import torch
     from dltrain.components.schedules import LRSchedule
     from dltrain.lock import RunLock
@@ -202,13 +205,13 @@ def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None, 
     else:
         run, lock = resume.run, resume.lock
     try:
-        return _train_and_record(run, recipe, built, learner, reporter, argv, resume, batch)
+        return _train_and_record(run, recipe, built, learner, reporter, argv, resume, batch, callbacks, run_info)
     finally:
         lock.release()
 
 
 def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, reporter, argv, resume,
-                      batch: str | None) -> RunResult:
+                      batch: str | None, extra_callbacks: tuple, run_info: dict | None) -> RunResult:
     from dltrain.hparams import HParamsSession
     from dltrain.signals import stop_signals
     from dltrain.train.callbacks import EarlyStopping, FitState, NonFiniteGuard
@@ -226,7 +229,7 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
             device=str(built.device), seed=recipe.seed, command=command,
             versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
             data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
-            transfer=built.transfer or None, **({"batch": batch} if batch else {}))
+            transfer=built.transfer or None, **({"batch": batch} if batch else {}), **(run_info or {}))
         if hparams is not None:
             hparams.start()  # at the start, so TensorBoard's HParams dashboard lists runs still going
     earlier_wall = 0.0  # wall time of earlier sessions that ended cleanly (a killed one records none)
@@ -240,6 +243,7 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
     callbacks.append(MetricsFile(run))
     if recipe.log.tensorboard:
         callbacks.append(TensorBoard(run, histograms=recipe.log.histograms))
+    callbacks += extra_callbacks  # a sweep's pruning: it may stop the run, the checkpoint still follows
     callbacks.append(Checkpointer(run, built.monitor, built.mode, built.min_delta))  # after every stateful callback
     if reporter is not None:
         callbacks.append(reporter)
@@ -269,7 +273,7 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
                             error=error)
         if hparams is not None:
             hparams.finish(status, summary)
-    exit_code = {"completed": EXIT_OK, "early_stopped": EXIT_OK, "diverged": EXIT_DIVERGED,
+    exit_code = {"completed": EXIT_OK, "early_stopped": EXIT_OK, "pruned": EXIT_OK, "diverged": EXIT_DIVERGED,
                  "interrupted": request.exit_code}.get(status, EXIT_FAILED)
     return RunResult(run, status, reason, summary, exit_code)
 

@@ -26,7 +26,7 @@ EVENTS = ("on_fit_start", "on_epoch_start", "on_log", "on_checkpoint", "on_epoch
 
 
 class StopTraining(Exception):
-    """Raised by a callback to end training. status: completed|early_stopped|diverged|interrupted."""
+    """Raised by a callback to end training. status: completed|early_stopped|pruned|diverged|interrupted."""
 
     def __init__(self, status: str, reason: str):
         super().__init__(reason)
