@@ -114,6 +114,19 @@ class RunDir:
 
         atomic_write(self.path / "metrics.csv", write)
 
+    def append_jsonl(self, name: str, rows: list[dict]) -> None:
+        """Append whole JSON lines with one write, then fsync: earlier lines are never rewritten, and a
+        kill can at worst cut the last line short, which `read_jsonl` skips."""
+        if not rows:
+            return
+        data = "".join(json.dumps(row, default=str) + "\n" for row in rows).encode("utf-8")
+        fd = os.open(self.path / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def save_checkpoint(self, name: str, state: dict) -> Path:
         import torch
         path = self.checkpoints / name
@@ -125,6 +138,17 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, float):
         return repr(value)  # shortest round-tripping form
     return value
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete lines of a JSON-lines file (a line cut short by a kill is skipped)."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:

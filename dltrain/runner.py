@@ -192,6 +192,11 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
         callbacks.append(TensorBoard(run, histograms=recipe.log.histograms))
     if reporter is not None:
         callbacks.append(reporter)
+    if recipe.log.diagnostics:  # first: its stop reason (naming the layer that diverged) wins
+        from dltrain.diagnostics import Diagnostics
+        from dltrain.diagnostics.commands import fixed_batch
+        callbacks.insert(0, Diagnostics(run, fixed_batch(train_loader), recipe.log.diagnostics_every,
+                                        tensorboard=recipe.log.tensorboard))
     state = FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks)
 
     error = None
