@@ -178,6 +178,8 @@ class Diagnostics(Callback):
         self.pending = []
 
     def _write(self) -> None:
+        if not self.unwritten:
+            return
         self.run.append_jsonl(RECORDS_FILE, self.unwritten)
         writer = self._tensorboard()
         if writer is not None:
@@ -217,7 +219,7 @@ class Diagnostics(Callback):
         layer_names = self.probe.layer_names()
         self.busy = True
         try:
-            found = replay(learner, self.recorder, step, layer_names) if self.recorder.state else None
+            found = replay(learner, self.recorder, step, layer_names) if self.recorder.saved is not None else None
         finally:
             self.busy = False
         first = found["first"] if found else None

@@ -20,17 +20,6 @@ from torch import nn
 from dltrain.diagnostics.probes import square_sum
 
 
-def clone_tree(value):
-    """A deep copy whose tensors are detached clones (state dicts hold live references)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: clone_tree(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(clone_tree(v) for v in value)
-    return copy.deepcopy(value)
-
-
 def all_finite(tensors) -> bool:
     tensors = [t for t in tensors if t.is_floating_point()]
     if not tensors:
@@ -39,38 +28,80 @@ def all_finite(tensors) -> bool:
 
 
 class FlightRecorder:
-    """The last known-good training state, and the (step, x, y) batches fed to the model since."""
+    """The last known-good training state, and the (step, x, y) batches fed to the model since.
+
+    A snapshot copies into buffers kept from the previous one (one foreach copy, no allocation, no
+    state_dict() walk): it happens at every log point, so it has to be cheap.
+    """
 
     def __init__(self):
-        self.state: dict | None = None
+        self.saved: list[torch.Tensor] | None = None  # parameters, buffers, optimizer state tensors
+        self.layout: list[tuple] = []  # what each saved tensor is, to restore it
+        self.extras: dict = {}  # optimizer non-tensor state, schedule, loss scaler, RNG
         self.step = 0  # optimizer steps taken when the state was copied
         self.batches: list[list] = []
+
+    @staticmethod
+    def _live(learner) -> tuple[list[tuple], list[torch.Tensor], dict]:
+        model, optimizer = learner.module, learner.optimizer
+        layout, tensors, plain = [], [], {}
+        for name, p in model.named_parameters():
+            layout.append(("param", name, None))
+            tensors.append(p)
+        for name, b in model.named_buffers():
+            layout.append(("buffer", name, None))
+            tensors.append(b)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        for i, p in enumerate(params):
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor):
+                    layout.append(("optimizer", i, key))
+                    tensors.append(value)
+                else:
+                    plain[(i, key)] = value
+        return layout, [t.detach() for t in tensors], plain
 
     def snapshot(self, learner, step: int) -> bool:
         """Copy the state if the weights are finite (else keep the older copy). Returns whether it did."""
         if not all_finite(list(learner.module.parameters())):
             return False
-        self.state = {"model": clone_tree(learner.module.state_dict()),
-                      "optimizer": clone_tree(learner.optimizer.state_dict()),
-                      "schedule": clone_tree(learner.schedule.state_dict()),
-                      "scaler": clone_tree(learner.scaler.state_dict()),
-                      "rng": torch.get_rng_state(),
-                      "cuda_rng": torch.cuda.get_rng_state_all() if learner.device.type == "cuda" else None}
+        layout, tensors, plain = self._live(learner)
+        same = self.saved is not None and layout == self.layout and all(
+            a.shape == b.shape and a.dtype == b.dtype for a, b in zip(self.saved, tensors))
+        if same:
+            torch._foreach_copy_(self.saved, tensors)
+        else:
+            self.saved, self.layout = [t.clone() for t in tensors], layout
+        self.extras = {"optimizer": copy.deepcopy(plain), "schedule": copy.deepcopy(learner.schedule.state_dict()),
+                       "scaler": learner.scaler.state_dict(), "rng": torch.get_rng_state(),
+                       "cuda_rng": torch.cuda.get_rng_state_all() if learner.device.type == "cuda" else None}
         self.step = step
         self.batches = []
         return True
 
     def restore(self, learner) -> None:
-        state = self.state
-        learner.module.load_state_dict(state["model"])
-        learner.optimizer.load_state_dict(clone_tree(state["optimizer"]))
-        learner.schedule.load_state_dict(state["schedule"])
-        if state["scaler"]:
-            learner.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        if state["cuda_rng"] is not None:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        learner.optimizer.zero_grad(set_to_none=True)
+        model, optimizer = learner.module, learner.optimizer
+        params = dict(model.named_parameters())
+        buffers = dict(model.named_buffers())
+        by_index = [p for group in optimizer.param_groups for p in group["params"]]
+        optimizer.state.clear()
+        with torch.no_grad():
+            for (kind, name, key), saved in zip(self.layout, self.saved):
+                if kind == "param":
+                    params[name].copy_(saved)
+                elif kind == "buffer":
+                    buffers[name].copy_(saved)
+                else:
+                    optimizer.state[by_index[name]][key] = saved.clone()
+        for (i, key), value in self.extras["optimizer"].items():
+            optimizer.state[by_index[i]][key] = copy.deepcopy(value)
+        learner.schedule.load_state_dict(self.extras["schedule"])
+        if self.extras["scaler"]:
+            learner.scaler.load_state_dict(self.extras["scaler"])
+        torch.set_rng_state(self.extras["rng"])
+        if self.extras["cuda_rng"] is not None:
+            torch.cuda.set_rng_state_all(self.extras["cuda_rng"])
+        optimizer.zero_grad(set_to_none=True)
 
 
 def _is_finite(value) -> bool:
@@ -195,7 +226,7 @@ def replay(learner, recorder: FlightRecorder, bad_step: int, layer_names: list[s
         finally:
             watch.close()
         norms = _layer_norms(model, layer_names)
-        history.append({"step": step, "loss": _json_number(float(loss)),
+        history.append({"step": step, "loss": _json_number(float(loss.detach())),
                         "grad_norm": _json_number(math.sqrt(sum(v * v for v in norms.values()))),
                         "layers": {k: _json_number(v) for k, v in norms.items()}})
         boundary = i == len(entries) - 1 or entries[i + 1][0] != step

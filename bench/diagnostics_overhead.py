@@ -1,0 +1,116 @@
+"""Epoch time with diagnostics at their default interval against the same run with diagnostics off.
+
+    PYTHONPATH=. python bench/diagnostics_overhead.py [RECIPE ...] [--epochs 30]
+
+Both runs go through the real `runner.execute` in one process, on two threads that take turns
+epoch by epoch (a baton passed in the epoch events), so machine noise hits both alike; only one
+trains at any moment. An epoch is timed from its start to the end of every callback's
+on_epoch_end, so the diagnostics' own epoch-end work (probe passes, histograms, the jsonl file)
+counts. The first and last rounds are dropped (warm-up; the other run's setup and teardown).
+Prints median and mean epoch times and their ratios; the target is a median ratio <= 1.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dltrain.recipe import load_recipe  # noqa: E402
+from dltrain.runner import execute  # noqa: E402
+from dltrain.train.callbacks import Callback  # noqa: E402
+
+
+class Baton:
+    def __init__(self):
+        self.turn = 0
+        self.done = [False, False]
+        self.ready = threading.Barrier(2)
+        self.cond = threading.Condition()
+
+
+class TakeTurns(Callback):
+    """Runs its epochs only when it holds the baton; records how long each epoch took."""
+
+    def __init__(self, baton: Baton, me: int):
+        self.baton, self.me = baton, me
+        self.times: list[float] = []
+        self.started = 0.0
+
+    def on_fit_start(self, state):
+        self.baton.ready.wait()  # both runs are built and initialized: from here on they alternate
+
+    def on_epoch_start(self, state):
+        with self.baton.cond:
+            self.baton.cond.wait_for(lambda: self.baton.turn == self.me or self.baton.done[1 - self.me])
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, state, logs):
+        self.times.append(time.perf_counter() - self.started)  # after every other callback's epoch end
+        self._pass()
+
+    def on_fit_end(self, state):
+        with self.baton.cond:
+            self.baton.done[self.me] = True
+        self._pass()
+
+    def _pass(self):
+        with self.baton.cond:
+            self.baton.turn = 1 - self.me
+            self.baton.cond.notify_all()
+
+
+def measure(recipe_path: Path, epochs: int, root: Path) -> dict[str, list[float]]:
+    overrides = [f"train.epochs={epochs}", "train.early_stopping=null"]
+    configs = {"off": overrides + ["log.diagnostics=false"], "on": overrides + ["log.diagnostics=true"]}
+    baton = Baton()
+    turns = {name: TakeTurns(baton, i) for i, name in enumerate(configs)}
+    errors = []
+
+    def run(name):
+        try:
+            execute(load_recipe(recipe_path, configs[name]), root / name, reporter=turns[name], argv=[])
+        except BaseException as exc:  # report, and let the other thread finish
+            errors.append(exc)
+            baton.ready.abort()
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in configs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return {name: turn.times[1:-1] for name, turn in turns.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", nargs="*", type=Path,
+                        default=[REPO / "recipes" / "quickstart.yaml", REPO / "recipes" / "diagnose_sigmoid20.yaml"])
+    parser.add_argument("--epochs", type=int, default=30)
+    args = parser.parse_args()
+    import torch
+    from dltrain.recipe import LogSpec
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; diagnostics every "
+          f"{LogSpec().diagnostics_every} steps (the default); {args.epochs} epochs per run, interleaved")
+    print(f"{'recipe':28s} {'off median':>11s} {'on median':>10s} {'ratio':>6s}   {'off mean':>9s} {'on mean':>8s} {'ratio':>6s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe in args.recipes:
+            times = measure(recipe, args.epochs, Path(tmp) / recipe.stem)
+            off, on = times["off"], times["on"]
+            med = statistics.median(on) / statistics.median(off)
+            mean = statistics.mean(on) / statistics.mean(off)
+            print(f"{recipe.name:28s} {statistics.median(off) * 1e3:9.1f}ms {statistics.median(on) * 1e3:8.1f}ms "
+                  f"{med:6.3f}   {statistics.mean(off) * 1e3:7.1f}ms {statistics.mean(on) * 1e3:6.1f}ms {mean:6.3f}")
+
+
+if __name__ == "__main__":
+    main()
