@@ -114,16 +114,19 @@ class RunDir:
 
         atomic_write(self.path / "metrics.csv", write)
 
-    def append_jsonl(self, name: str, rows: list[dict]) -> None:
-        """Append whole JSON lines with one write, then fsync: earlier lines are never rewritten, and a
-        kill can at worst cut the last line short, which `read_jsonl` skips."""
-        if not rows:
-            return
+    def append_jsonl(self, name: str, rows: list[dict], *, sync: bool = True) -> None:
+        """Append whole JSON lines with one write: earlier lines are never rewritten, and a kill can at
+        worst cut the last line short, which `read_jsonl` skips. `sync=False` leaves the fsync (which
+        only matters for a power cut, and costs milliseconds on a busy disk) to a later call."""
         data = "".join(json.dumps(row, default=str) + "\n" for row in rows).encode("utf-8")
+        if not data and not sync:
+            return
         fd = os.open(self.path / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
+            if data:
+                os.write(fd, data)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
 

@@ -111,7 +111,7 @@ class Diagnostics(Callback):
         if finished and not (self.probes and self.probes[-1]["step"] == state.step):
             self._probe_pass(state, "end")
         self._drain()
-        self._write()
+        self._write(sync=True)
         if self.writer is not None:
             if self.probes:
                 from dltrain.diagnostics.plots import depth_figure
@@ -177,10 +177,11 @@ class Diagnostics(Callback):
             self.unwritten.append(record)
         self.pending = []
 
-    def _write(self) -> None:
-        if not self.unwritten:
+    def _write(self, sync: bool = False) -> None:
+        """Append the new records (fsync only when asked: at the end of the run)."""
+        if not self.unwritten and not sync:
             return
-        self.run.append_jsonl(RECORDS_FILE, self.unwritten)
+        self.run.append_jsonl(RECORDS_FILE, self.unwritten, sync=sync)
         writer = self._tensorboard()
         if writer is not None:
             for record in self.unwritten:
@@ -234,6 +235,6 @@ class Diagnostics(Callback):
             "suggestions": suggestions(first, learner.optimizer.param_groups[0]["lr"], learner.clip is not None),
         }
         write_json(self.run.path / FORENSICS_FILE, report)
-        self._write()
+        self._write(sync=True)
         raise StopTraining("diverged", f"diverged: non-finite loss ({value}) at epoch {state.epoch + 1}, step {step}; "
                                        f"{where} (details: {FORENSICS_FILE})")

@@ -21,10 +21,13 @@ from dltrain.diagnostics.probes import square_sum
 
 
 def all_finite(tensors) -> bool:
-    tensors = [t for t in tensors if t.is_floating_point()]
+    """Exact (huge finite weights are finite) in two foreach ops and one sync: x * 0 is 0 for a
+    finite x and NaN for inf or NaN, so the norms of the products are all 0 or some NaN."""
+    tensors = [t.detach() for t in tensors if t.is_floating_point()]
     if not tensors:
         return True
-    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())  # one sync
+    zeros = torch._foreach_norm(torch._foreach_mul(tensors, 0.0))
+    return bool(torch.stack([z.float() for z in zeros]).sum() == 0)
 
 
 class FlightRecorder:

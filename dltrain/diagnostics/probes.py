@@ -12,6 +12,7 @@ Disarmed, there are no hooks at all: the training step pays nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,25 +36,32 @@ def _unit_dim(output: torch.Tensor, after_conv: bool) -> int:
 
 
 def moment_stats(output: torch.Tensor, after_conv: bool) -> dict[str, torch.Tensor]:
-    value = output.detach().float()
-    return {"mean": value.mean(), "std": value.std() if value.numel() > 1 else value.new_zeros(())}
+    value = output.detach()
+    if value.numel() < 2:
+        return {"mean": value.float().mean(), "std": value.new_zeros((), dtype=torch.float32)}
+    std, mean = torch.std_mean(value.float())
+    return {"mean": mean, "std": std}
 
 
 def dead_stats(output: torch.Tensor, after_conv: bool) -> dict[str, torch.Tensor]:
     """A unit is dead on this batch when it outputs zero for every sample (and every position)."""
     stats = moment_stats(output, after_conv)
     value = output.detach()
-    units = value.movedim(_unit_dim(value, after_conv), 0).reshape(value.shape[_unit_dim(value, after_conv)], -1)
-    stats["dead"] = (~(units > 0).any(dim=1)).float().mean()
+    dim = _unit_dim(value, after_conv)
+    fired = value > 0
+    if value.dim() > 2 or dim != 1:
+        fired = fired.movedim(dim, 0).reshape(value.shape[dim], -1).t()  # (everything else, units)
+    stats["dead"] = 1.0 - fired.any(dim=0).float().mean()
     return stats
 
 
 def saturation_stats(low: float, high: float) -> Callable:
+    middle, reach = (low + high) / 2, (high - low) / 2 - SATURATION_MARGIN
+
     def stats(output: torch.Tensor, after_conv: bool) -> dict[str, torch.Tensor]:
         result = moment_stats(output, after_conv)
-        value = output.detach().float()
-        near = (value <= low + SATURATION_MARGIN) | (value >= high - SATURATION_MARGIN)
-        result["saturated"] = near.float().mean()  # fraction of outputs (sample x unit) at a bound
+        # fraction of outputs (sample x unit) within the margin of either bound
+        result["saturated"] = ((output.detach().float() - middle).abs() >= reach).float().mean()
         return result
     return stats
 
@@ -174,11 +182,14 @@ def layer_probe(module: nn.Module) -> Callable | None:
 # the probe
 
 
+def wide_dtype(t: torch.Tensor) -> torch.dtype:
+    """float64 for norms (MPS has none: float32 there): a diverging run's 1e20 gradients would
+    overflow float32 squares and hide which layer blew up first."""
+    return torch.float32 if t.device.type == "mps" else torch.float64
+
+
 def square_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum of squares in float64 (MPS has none: float32 there): a diverging run's 1e20 gradients
-    would overflow float32 squares and hide which layer blew up first."""
-    wide = torch.float32 if t.device.type == "mps" else torch.float64
-    return t.detach().to(wide).pow(2).sum()
+    return t.detach().to(wide_dtype(t)).pow(2).sum()
 
 
 def is_layer(module: nn.Module) -> bool:
@@ -202,29 +213,46 @@ class Reading:
     loss: torch.Tensor | None = None  # probes: the loss on the fixed batch
 
     def to_host(self) -> dict:
-        """The JSON record; the one device-to-host copy of this reading."""
+        """The JSON record; the one device-to-host copy of this reading. Per-parameter norms of a
+        layer are combined here (root of the sum of squares), in Python, not as device ops."""
         values = self.values + ([("loss", 0, "loss", self.loss)] if self.loss is not None else [])
-        numbers = torch.stack([v.detach().float().reshape(()) for *_, v in values]).tolist() if values else []
+        numbers = torch.stack([v.detach().reshape(()) for *_, v in values]).tolist() if values else []
         layers = [dict(row) for row in self.layers]
         activations = [dict(row) for row in self.activations]
         record: dict = {"kind": self.kind}
         if self.phase is not None:
             record["phase"] = self.phase
         record.update(step=self.step, epoch=self.epoch)
+        squares: dict[tuple[int, str], float] = {}
         for (section, i, key, _), number in zip(values, numbers):
             if section == "loss":
                 record["loss"] = _clean(number)
+            elif section == "activations":
+                activations[i][key] = _clean(number)
+            elif key in NORMS:
+                squares[(i, key)] = squares.get((i, key), 0.0) + number * number
             else:
-                (layers if section == "layers" else activations)[i][key] = _clean(number)
+                layers[i][key] = _clean(number)
+        for (i, key), total in squares.items():
+            layers[i][key] = math.sqrt(total)
+        for layer in layers:
+            update = layer.pop("update_norm", None)
+            if update is not None:
+                weight = layer["weight_norm"]
+                layer["update_ratio"] = _clean(update / weight if weight > 0 else math.inf)
+            for key in NORMS:
+                if key in layer:
+                    layer[key] = _clean(layer[key])
         record.update(layers=layers, activations=activations)
         return record
 
 
+NORMS = ("weight_norm", "grad_norm", "update_norm")  # given per parameter, reported per layer
+
+
 def _clean(number: float) -> float | str:
     """JSON has no NaN or infinity: write them as strings the reader turns back into floats."""
-    if number != number or number in (float("inf"), float("-inf")):
-        return str(number)
-    return number
+    return number if math.isfinite(number) else str(number)
 
 
 class Probe:
@@ -239,13 +267,14 @@ class Probe:
         self.handles: list = []
         self.layer_stats: dict[str, dict[str, torch.Tensor]] = {}
         self.act_stats: dict[str, dict[str, torch.Tensor]] = {}
-        self.grad_sq: dict[str, dict[str, torch.Tensor]] = {}  # layer -> param -> sum of squared grad
-        self.before_step: dict[str, list[torch.Tensor]] = {}
+        self.grad_norms: dict[str, dict[str, torch.Tensor]] = {}  # layer -> parameter -> gradient norm
+        self.before_step: dict[torch.nn.Parameter, torch.Tensor] = {}  # parameter -> copy before the step
         self.keep: bool = False  # keep activations and gradients (for histograms)
         self.kept_activations: dict[str, torch.Tensor] = {}
         self.kept_gradients: dict[str, torch.Tensor] = {}
         self.grad_scale: Callable[[], torch.Tensor | None] = lambda: None
         self.armed = False
+        self._copies: list[torch.Tensor] | None = None
 
     # -- arming --------------------------------------------------------------------------------
 
@@ -253,7 +282,7 @@ class Probe:
         if self.armed:
             return
         self.armed, self.keep = True, keep
-        self.layer_stats, self.act_stats, self.grad_sq, self.before_step = {}, {}, {}, {}
+        self.layer_stats, self.act_stats, self.grad_norms, self.before_step = {}, {}, {}, {}
         self.kept_activations, self.kept_gradients = {}, {}
         record_order = not self.order
         seen: list[str] = []
@@ -302,21 +331,30 @@ class Probe:
         def hook(param):
             # fires after each micro-batch's gradient is added to .grad: the last call sees the sum
             grad = param.grad.detach()
+            norm = torch.linalg.vector_norm(grad, dtype=wide_dtype(grad))
             scale = self.grad_scale()
             if scale is not None:
-                grad = grad.float() / scale  # fp16 loss scaling: record the true gradient
-            # float64: squares of gradients beyond 1e19 (a diverging run) overflow float32
-            self.grad_sq.setdefault(layer, {})[pname] = square_sum(grad)
+                norm = norm / scale  # fp16 loss scaling: record the true gradient
+            self.grad_norms.setdefault(layer, {})[pname] = norm
             if self.keep:
                 self.kept_gradients[f"{layer}.{pname}"] = grad.float().clone()
         return hook
 
     # -- around an optimizer step ----------------------------------------------------------------
 
+    def layer_parameters(self) -> list[tuple[int, torch.nn.Parameter]]:
+        """(layer position, parameter) for every parameter of every layer, in depth order."""
+        return [(i, p) for i, name in enumerate(self.layer_names())
+                for p in self.layer_modules[name].parameters(recurse=False)]
+
     def remember_weights(self) -> None:
         """Before the optimizer step: a copy of each layer's parameters, for update/weight ratios."""
-        self.before_step = {name: [p.detach().clone() for p in m.parameters(recurse=False)]
-                            for name, m in self.layer_modules.items()}
+        params = [p.detach() for _, p in self.layer_parameters()]
+        if self._copies is None or [c.shape for c in self._copies] != [p.shape for p in params]:
+            self._copies = [p.clone() for p in params]
+        else:
+            torch._foreach_copy_(self._copies, params)  # one op, into buffers kept from the last time
+        self.before_step = dict(zip((p for _, p in self.layer_parameters()), self._copies))
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -330,22 +368,26 @@ class Probe:
 
     def reading(self, step: int, epoch: int, kind: str) -> Reading:
         """The statistics gathered since arm(), as a Reading (still on the device)."""
-        layer_index = {name: i + 1 for i, name in enumerate(self.layer_names())}
+        names = self.layer_names()
+        layer_index = {name: i + 1 for i, name in enumerate(names)}
         layers, activations, values = [], [], []
-        for i, name in enumerate(self.layer_names()):
+        for i, name in enumerate(names):
             module = self.layer_modules[name]
-            params = list(module.parameters(recurse=False))
             layers.append({"index": i + 1, "name": name, "type": type(module).__name__,
-                           "params": sum(p.numel() for p in params)})
-            before = self.before_step.get(name)
-            reference = before if before is not None else [p.detach() for p in params]
-            weight_norm = torch.sqrt(sum(square_sum(t) for t in reference))
-            values.append(("layers", i, "weight_norm", weight_norm))
-            if name in self.grad_sq:
-                values.append(("layers", i, "grad_norm", torch.sqrt(sum(self.grad_sq[name].values()))))
-            if before is not None:
-                update = torch.sqrt(sum(square_sum(p.detach().to(b.dtype) - b) for p, b in zip(params, before)))
-                values.append(("layers", i, "update_ratio", update / weight_norm.clamp_min(1e-12)))
+                           "params": sum(p.numel() for p in module.parameters(recurse=False))})
+        entries = self.layer_parameters()
+        current = [p.detach() for _, p in entries]
+        stepped = bool(self.before_step)
+        reference = [self.before_step[p] for _, p in entries] if stepped else current
+        # per-parameter norms in two foreach ops; combined per layer in Reading.to_host
+        for (i, _), norm in zip(entries, torch._foreach_norm(reference)):
+            values.append(("layers", i, "weight_norm", norm))
+        if stepped:
+            for (i, _), norm in zip(entries, torch._foreach_norm(torch._foreach_sub(current, reference))):
+                values.append(("layers", i, "update_norm", norm))
+        for i, name in enumerate(names):
+            for norm in self.grad_norms.get(name, {}).values():
+                values.append(("layers", i, "grad_norm", norm))
             for key, value in self.layer_stats.get(name, {}).items():
                 values.append(("layers", i, key, value))
         for j, name in enumerate(self.activation_names()):
@@ -353,11 +395,11 @@ class Probe:
             follows = 0
             for earlier in self.order[:self.order.index(name)] if name in self.order else []:
                 follows = layer_index.get(earlier, follows)
-            probe = activation_probe(module)
-            kind_name = KIND.get(probe, "saturating")
+            kind_name = KIND.get(activation_probe(module), "saturating")
             activations.append({"index": follows, "name": name, "type": type(module).__name__, "kind": kind_name})
             for key, value in self.act_stats.get(name, {}).items():
                 values.append(("activations", j, key, value))
+        self.before_step = {}
         return Reading(step, epoch, kind, layers, activations, values)
 
 
