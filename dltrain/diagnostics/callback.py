@@ -6,7 +6,8 @@ Costs, and why they stay small (bench/diagnostics_overhead.py measures them):
   batch was fed, by reference) and two optimizer step hooks. No device work, no host sync.
 - Every `every` optimizer steps: the probe's hooks are attached for that one step; statistics
   stay on the device and are read back at the next log point, where the loop syncs anyway.
-- Every log point (`log.every_steps`): a copy of the training state for forensics.
+- Every epoch's end, and every log point at least SNAPSHOT_EVERY steps after the last copy: a copy
+  of the training state for forensics (into buffers kept from the last copy).
 - Probe epochs (1, 2, 4, 8, ... and the end): one extra forward/backward on a fixed batch, which
   gives comparable depth profiles across epochs, and TensorBoard histograms of it.
 """
@@ -25,6 +26,7 @@ from dltrain.train.callbacks import Callback, FitState, StopTraining
 RECORDS_FILE = "diagnostics.jsonl"
 FORENSICS_FILE = "forensics.json"
 TB_FOLDER = "diagnostics"
+SNAPSHOT_EVERY = 50  # optimizer steps between forensics snapshots (and at every epoch's end)
 
 
 def is_probe_epoch(epoch: int) -> bool:
@@ -93,13 +95,16 @@ class Diagnostics(Callback):
         if bad is not None:
             self._diverged(state, *bad)
         self._drain()
-        self.recorder.snapshot(state.learner, state.step)
+        if state.step - self.recorder.step >= SNAPSHOT_EVERY:
+            self.recorder.snapshot(state.learner, state.step)
 
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
         if is_probe_epoch(state.epoch) and all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
             self._probe_pass(state, "epoch")
         self._drain()
         self._write()
+        # at least once an epoch, so the batches kept for a replay never span an older epoch's data
+        self.recorder.snapshot(state.learner, state.step)
 
     def on_fit_end(self, state: FitState) -> None:
         for handle in self.handles:

@@ -1,12 +1,13 @@
 """Non-finite forensics: when the loss becomes NaN or inf, replay the failing steps with hooks to
 find the first layer that produced a non-finite activation, gradient or weight.
 
-The flight recorder keeps, at every log point where the weights are still finite, a copy of the
-training state (model, optimizer, schedule, loss scaler, RNG) and from then on references to the
-batches the model is fed (no copies: they are slices the loader made anyway). The loop reads the
-batch losses only at log points, so divergence is noticed up to `log.every_steps` steps late;
-the replay re-runs those few steps from the copy, checking every module's output and every
-parameter's gradient, and stops at the first non-finite value.
+The flight recorder keeps, at each epoch's end and at log points (at most every 50 steps) where the
+weights are still finite, a copy of the training state (model, optimizer, schedule, loss scaler,
+RNG) and from then on references to the batches the model is fed (no copies: they are slices the
+loader made anyway). The loop reads the batch losses only at log points, so divergence is noticed
+up to `log.every_steps` steps late; the replay re-runs the steps since the copy (tens, cheap),
+checking every module's output and every parameter's gradient, and stops at the first
+non-finite value.
 """
 
 from __future__ import annotations

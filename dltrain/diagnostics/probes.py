@@ -275,6 +275,7 @@ class Probe:
         self.grad_scale: Callable[[], torch.Tensor | None] = lambda: None
         self.armed = False
         self._copies: list[torch.Tensor] | None = None
+        self._parameters: tuple[bool, list] | None = None
 
     # -- arming --------------------------------------------------------------------------------
 
@@ -344,8 +345,11 @@ class Probe:
 
     def layer_parameters(self) -> list[tuple[int, torch.nn.Parameter]]:
         """(layer position, parameter) for every parameter of every layer, in depth order."""
-        return [(i, p) for i, name in enumerate(self.layer_names())
-                for p in self.layer_modules[name].parameters(recurse=False)]
+        if self._parameters is None or not self._parameters[0]:  # cached once the order is known
+            pairs = [(i, p) for i, name in enumerate(self.layer_names())
+                     for p in self.layer_modules[name].parameters(recurse=False)]
+            self._parameters = (bool(self.order), pairs)
+        return self._parameters[1]
 
     def remember_weights(self) -> None:
         """Before the optimizer step: a copy of each layer's parameters, for update/weight ratios."""
@@ -354,7 +358,7 @@ class Probe:
             self._copies = [p.clone() for p in params]
         else:
             torch._foreach_copy_(self._copies, params)  # one op, into buffers kept from the last time
-        self.before_step = dict(zip((p for _, p in self.layer_parameters()), self._copies))
+        self.before_step = dict(zip((p for _, p in self.layer_parameters()), self._copies))  # by identity
 
     # -- reading ---------------------------------------------------------------------------------
 
