@@ -91,7 +91,7 @@ class LogSpec(Spec):
     tensorboard: bool = True
     histograms: bool = False  # weight and gradient histograms each epoch
     diagnostics: bool = True  # per-layer health statistics and non-finite forensics (docs/diagnostics.md)
-    diagnostics_every: PositiveInt = 50  # optimizer steps between per-layer statistics
+    diagnostics_every: PositiveInt = 100  # optimizer steps between per-layer statistics
 
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

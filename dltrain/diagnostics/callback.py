@@ -3,9 +3,10 @@ summaries, and non-finite forensics when the run diverges.
 
 Costs, and why they stay small (bench/diagnostics_overhead.py measures them):
 - Every training batch: one forward pre-hook on the model and one on the loss (they note which
-  batch was fed, by reference) and two optimizer step hooks. No device work, no host sync.
-- Every `every` optimizer steps: the probe's hooks are attached for that one step; statistics
-  stay on the device and are read back at the next log point, where the loop syncs anyway.
+  batch was fed, by reference). No device work, no host sync.
+- Every `every` optimizer steps: the probe's hooks (and two optimizer step hooks) are attached for
+  that one step; statistics stay on the device and are read back at the next log point, where the
+  loop syncs anyway.
 - Every epoch's end, and every log point at least SNAPSHOT_EVERY steps after the last copy: a copy
   of the training state for forensics (into buffers kept from the last copy).
 - Probe epochs (1, 2, 4, 8, ... and the end): one extra forward/backward on a fixed batch, which
@@ -83,9 +84,8 @@ class Diagnostics(Callback):
         self.probe = Probe(model)
         self.probe.grad_scale = self._grad_scale
         self.handles = [model.register_forward_pre_hook(self._before_forward),
-                        learner.loss_fn.register_forward_pre_hook(self._before_loss),
-                        learner.optimizer.register_step_pre_hook(self._before_step),
-                        learner.optimizer.register_step_post_hook(self._after_step)]
+                        learner.loss_fn.register_forward_pre_hook(self._before_loss)]
+        self.step_handles: list = []  # optimizer step hooks, present only during an armed step
         if state.step == 0:
             self._probe_pass(state, "init")
         self.recorder.snapshot(learner, state.step)
@@ -110,8 +110,8 @@ class Diagnostics(Callback):
         for handle in self.handles:
             handle.remove()
         self.handles = []
-        if self.probe is not None and self.probe.armed:
-            self.probe.disarm()
+        if self.step_armed:
+            self._disarm_step()
         finished = state.stop is not None and state.stop.status in ("completed", "early_stopped", "interrupted")
         if finished and not (self.probes and self.probes[-1]["step"] == state.step):
             self._probe_pass(state, "end")
@@ -133,6 +133,9 @@ class Diagnostics(Callback):
         if step % self.every == 0 and not self.step_armed:
             self.probe.arm()
             self.step_armed = True
+            optimizer = self.state.learner.optimizer
+            self.step_handles = [optimizer.register_step_pre_hook(self._before_step),
+                                 optimizer.register_step_post_hook(self._after_step)]
 
     def _before_loss(self, module, args) -> None:
         batches = self.recorder.batches
@@ -145,9 +148,15 @@ class Diagnostics(Callback):
 
     def _after_step(self, optimizer, args, kwargs) -> None:
         if self.step_armed:
-            self.probe.disarm()
-            self.step_armed = False
+            self._disarm_step()
             self.pending.append(self.probe.reading(self.state.step + 1, self.state.epoch + 1, "step"))
+
+    def _disarm_step(self) -> None:
+        self.probe.disarm()
+        self.step_armed = False
+        for handle in self.step_handles:
+            handle.remove()
+        self.step_handles = []
 
     def _grad_scale(self):
         scaler = self.state.learner.scaler
@@ -218,8 +227,7 @@ class Diagnostics(Callback):
         """Replay the failing steps, write forensics.json, and stop naming the layer."""
         learner = state.learner
         if self.step_armed:
-            self.probe.disarm()
-            self.step_armed = False
+            self._disarm_step()
         self.pending = [r for r in self.pending if r.step < step]  # readings of the failing steps are noise
         self._drain()
         layer_names = self.probe.layer_names()
