@@ -276,6 +276,7 @@ class Probe:
         self.armed = False
         self._copies: list[torch.Tensor] | None = None
         self._parameters: tuple[bool, list] | None = None
+        self._seen: list[str] = []
 
     # -- arming --------------------------------------------------------------------------------
 
@@ -285,8 +286,7 @@ class Probe:
         self.armed, self.keep = True, keep
         self.layer_stats, self.act_stats, self.grad_norms, self.before_step = {}, {}, {}, {}
         self.kept_activations, self.kept_gradients = {}, {}
-        record_order = not self.order
-        seen: list[str] = []
+        seen: list[str] = []  # modules in the order they run: the first armed pass fixes `order`
         last_conv = [False]
 
         for name, module in self.layer_modules.items():
@@ -296,14 +296,13 @@ class Probe:
                     self.handles.append(param.register_post_accumulate_grad_hook(self._grad_hook(name, pname)))
         for name, module in self.activation_modules.items():
             self.handles.append(module.register_forward_hook(self._activation_hook(name, seen, last_conv)))
-        if record_order:
-            self._seen = seen
+        self._seen = seen
 
     def disarm(self) -> None:
         for handle in self.handles:
             handle.remove()
         self.handles = []
-        if not self.order and getattr(self, "_seen", None):
+        if not self.order and self._seen:
             self.order = list(dict.fromkeys(self._seen))
         self.armed = False
 
