@@ -44,17 +44,16 @@ class FlightRecorder:
         self.extras: dict = {}  # optimizer non-tensor state, schedule, loss scaler, RNG
         self.step = 0  # optimizer steps taken when the state was copied
         self.batches: list[list] = []
+        self._model_part: tuple[list, list] | None = None
 
-    @staticmethod
-    def _live(learner) -> tuple[list[tuple], list[torch.Tensor], dict]:
+    def _live(self, learner) -> tuple[list[tuple], list[torch.Tensor], dict]:
         model, optimizer = learner.module, learner.optimizer
-        layout, tensors, plain = [], [], {}
-        for name, p in model.named_parameters():
-            layout.append(("param", name, None))
-            tensors.append(p)
-        for name, b in model.named_buffers():
-            layout.append(("buffer", name, None))
-            tensors.append(b)
+        if self._model_part is None:  # the model's tensors never change identity: walk it once
+            self._model_part = ([("param", n, None) for n, _ in model.named_parameters()]
+                                + [("buffer", n, None) for n, _ in model.named_buffers()],
+                                list(model.parameters()) + list(model.buffers()))
+        layout, tensors = list(self._model_part[0]), list(self._model_part[1])
+        plain = {}
         params = [p for group in optimizer.param_groups for p in group["params"]]
         for i, p in enumerate(params):
             for key, value in optimizer.state.get(p, {}).items():
