@@ -71,7 +71,8 @@ class Diagnostics(Callback):
         self.unwritten: list[dict] = []  # host records not yet in diagnostics.jsonl
         self.grad_history: list[dict] = []  # (step, total gradient norm) of every record, for forensics
         self.probes: list[dict] = []  # the probe records, for the depth image at the end
-        self.handles: list = []
+        self.handles: list = []  # the two per-batch hooks, for the whole run
+        self.step_handles: list = []  # optimizer step hooks, present only during an armed step
         self.step_armed = False
         self.busy = False  # a probe pass or a replay is running: the hooks below stand aside
         self.writer = None
@@ -86,7 +87,6 @@ class Diagnostics(Callback):
         self.probe.grad_scale = self._grad_scale
         self.handles = [model.register_forward_pre_hook(self._before_forward),
                         learner.loss_fn.register_forward_pre_hook(self._before_loss)]
-        self.step_handles: list = []  # optimizer step hooks, present only during an armed step
         if state.step == 0:
             self._probe_pass(state, "init")
         self.recorder.snapshot(learner, state.step)
@@ -108,6 +108,8 @@ class Diagnostics(Callback):
         self.recorder.snapshot(state.learner, state.step)
 
     def on_fit_end(self, state: FitState) -> None:
+        if self.probe is None:  # on_fit_start never ran (another callback failed first)
+            return
         for handle in self.handles:
             handle.remove()
         self.handles = []
