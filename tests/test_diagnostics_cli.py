@@ -3,6 +3,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 import torch
@@ -80,9 +81,12 @@ def test_diagnose_gives_opposite_verdicts_on_deep_sigmoid_and_he_relu_recipes(cl
     relu = cli("diagnose", REPO / "recipes" / "diagnose_relu_he.yaml")
     assert sigmoid.code == relu.code == 0, sigmoid.err + relu.err
     assert "initialization check" in sigmoid.out and "21 layers" in sigmoid.out
-    assert "vanishing gradients: the gradient norm falls 102-fold from layer 21 to layer 1 at initialization" in sigmoid.out
+    falls = re.search(r"vanishing gradients: the gradient norm falls (\d+)-fold from layer 21 to layer 1 "
+                      r"at initialization \(layer 21: \S+, layer 1: \S+; about \S+x per layer\)", sigmoid.out)
+    assert falls and int(falls.group(1)) >= 20, sigmoid.out  # measured: 102
     assert "saturated units:" in sigmoid.out and "healthy" not in sigmoid.out
-    assert "healthy: gradient norms stay within 2.0x of each other across 7 layers" in relu.out
+    within = re.search(r"healthy: gradient norms stay within ([\d.]+)x of each other across 7 layers", relu.out)
+    assert within and float(within.group(1)) < 20, relu.out  # measured: 2.0
     assert "vanishing" not in relu.out and "dead units" not in relu.out
     assert (tmp_path / "sigmoid.png").read_bytes().startswith(PNG_MAGIC)
     assert not (tmp_path / "runs").exists()  # a recipe check trains nothing and creates no run
@@ -121,6 +125,14 @@ def test_a_huge_learning_rate_ends_diverged_with_the_layer_named(cli, tmp_path):
     diagnosis = cli("diagnose", run)
     assert "diverged at step 3" in diagnosis.out and "layers.1.linear" in diagnosis.out
     assert "exploding gradients: the total gradient norm grew" in diagnosis.out
+
+
+def test_the_replay_follows_gradient_accumulation_micro_batch_by_micro_batch(cli, tmp_path):
+    result, run = train(cli, tmp_path, **{**HUGE_LR, "train": {"epochs": 3, "grad_accumulation": 2}})
+    assert result.code == 3
+    report = json.loads((run / "forensics.json").read_text())
+    assert report["first_nonfinite"]["module"] == "layers.1.linear"
+    assert [row["step"] for row in report["grad_norm_history"]["replayed"]] == [1, 1, 2, 2]
 
 
 def test_a_run_diverging_after_good_epochs_keeps_only_finite_checkpoints(cli, tmp_path):
