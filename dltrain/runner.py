@@ -195,7 +195,7 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
     if recipe.log.diagnostics:  # first: its stop reason (naming the layer that diverged) wins
         from dltrain.diagnostics import Diagnostics
         from dltrain.diagnostics.commands import fixed_batch
-        callbacks.insert(0, Diagnostics(run, fixed_batch(train_loader), recipe.log.diagnostics_every,
+        callbacks.insert(0, Diagnostics(run, fixed_batch(built.loaders["train"]), recipe.log.diagnostics_every,
                                         tensorboard=recipe.log.tensorboard))
     state = FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks)
 
