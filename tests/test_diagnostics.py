@@ -177,9 +177,11 @@ def test_lstm_with_huge_forget_bias_has_saturated_forget_gates():
             return self.head(self.lstm(x)[0][:, -1])
 
     model = Net()
+    x = torch.randn(16, 5, 3)
+    healthy = judge(record_of(model, x, torch.randint(0, 2, (16,))))
+    assert [f.problem for f in healthy] == ["healthy"] and "saturated gate values" in healthy[0].evidence
     with torch.no_grad():
         model.lstm.bias_ih_l0[8:16] = 50.0  # gate order i, f, g, o: the forget gate is pinned at 1
-    x = torch.randn(16, 5, 3)
     record = record_of(model, x, torch.randint(0, 2, (16,)))
     lstm = record["layers"][0]
     assert lstm["type"] == "LSTM" and lstm["gate_forget"] == 1.0 and lstm["gate_input"] < 0.5

@@ -165,13 +165,18 @@ def saturated_units(record: dict) -> Finding | None:
                                       f"outputs are within 0.01 of {bounds} {when(record)} ({worst['name']}){more}")
 
 
-@check
-def saturated_gates(record: dict) -> Finding | None:
+def _worst_gate(record: dict) -> tuple[dict, str, float] | None:
     worst = None
     for layer in record["layers"]:
         for key, value in layer.items():
             if key.startswith("gate_") and (worst is None or number(value) > worst[2]):
                 worst = (layer, key[5:], number(value))
+    return worst
+
+
+@check
+def saturated_gates(record: dict) -> Finding | None:
+    worst = _worst_gate(record)
     if worst is None or worst[2] < GATE_FRACTION:
         return None
     layer, gate, value = worst
@@ -200,6 +205,10 @@ def healthy(record: dict) -> Finding:
     worst, _ = _worst(record, "saturated")
     if worst is not None:
         parts.append(f"at most {number(worst['saturated']):.0%} saturated outputs (layer {worst['index']})")
+    gate = _worst_gate(record)
+    if gate is not None:
+        layer, name, value = gate
+        parts.append(f"at most {value:.0%} saturated gate values ({name} gate, layer {layer['index']})")
     return Finding("healthy", "; ".join(parts) + f" {when(record)}" if parts else f"nothing to flag {when(record)}")
 
 
