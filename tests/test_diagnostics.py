@@ -138,6 +138,20 @@ def test_tanh_with_huge_weights_is_called_exploding():
     assert "exploding gradients" in problems
 
 
+def test_identity_placeholders_are_not_counted_as_activations_but_identity_activations_are():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear, self.activation, self.dropout = nn.Linear(4, 4), nn.Identity(), nn.Identity()
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.dropout(self.activation(self.linear(x))))
+
+    record = record_of(Net(), *batch())
+    assert [(a["name"], a["index"]) for a in record["activations"]] == [("activation", 1)]
+
+
 def test_probe_pass_leaves_rng_batchnorm_statistics_and_gradients_untouched():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 2))

@@ -192,6 +192,12 @@ def square_sum(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(wide_dtype(t)).pow(2).sum()
 
 
+def _is_activation(name: str, module: nn.Module) -> bool:
+    """nn.Identity is an activation only where it stands in one (`activation: identity`); elsewhere
+    it is a placeholder (a dropout of rate 0, a removed head) and says nothing about training health."""
+    return not isinstance(module, nn.Identity) or "activation" in name.rsplit(".", 1)[-1]
+
+
 def is_layer(module: nn.Module) -> bool:
     return any(p.ndim >= 2 for p in module.parameters(recurse=False))
 
@@ -262,7 +268,7 @@ class Probe:
         self.model = model
         self.layer_modules = {name: m for name, m in model.named_modules() if is_layer(m)}
         self.activation_modules = {name: m for name, m in model.named_modules()
-                                   if name and activation_probe(m) is not None}
+                                   if name and activation_probe(m) is not None and _is_activation(name, m)}
         self.order: list[str] = []  # layers and activations in forward order (first armed forward)
         self.handles: list = []
         self.layer_stats: dict[str, dict[str, torch.Tensor]] = {}
@@ -366,8 +372,10 @@ class Probe:
         return ordered + [n for n in self.layer_modules if n not in ordered]  # never ran: at the end
 
     def activation_names(self) -> list[str]:
-        ordered = [n for n in self.order if n in self.activation_modules]
-        return ordered + [n for n in self.activation_modules if n not in ordered]
+        """Those that ran, in forward order (before the first armed pass: all of them)."""
+        if not self.order:
+            return list(self.activation_modules)
+        return [n for n in self.order if n in self.activation_modules]
 
     def reading(self, step: int, epoch: int, kind: str) -> Reading:
         """The statistics gathered since arm(), as a Reading (still on the device)."""
