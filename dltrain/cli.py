@@ -200,6 +200,52 @@ def sweep(recipe: Path = typer.Argument(..., help="recipe YAML file with a `swee
     raise typer.Exit(code)
 
 
+@app.command()
+def diagnose(target: Path = typer.Argument(..., help="a run directory, or a recipe (initialization check only)"),
+             overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + "; recipes only"),
+             plot: Optional[Path] = typer.Option(None, "--plot", help="write gradient norm and activation std "
+                                                 "against depth to this PNG, one line per recorded epoch")):
+    """Say in plain words whether training is healthy: vanishing or exploding gradients, dead or
+    saturated units, where a run diverged. On a recipe it trains nothing: one forward/backward."""
+    from dltrain.diagnostics.commands import diagnose_recipe, diagnose_run, resolve_run
+    from dltrain.diagnostics.report import print_diagnosis
+
+    if target.is_dir():
+        if overrides:
+            _fail("KEY=VALUE overrides apply to a recipe, not to a run directory")
+        diagnosis = diagnose_run(resolve_run(target))
+    elif target.is_file():
+        diagnosis = diagnose_recipe(target, overrides or [])
+    else:
+        _fail(f"{target}: no such run directory or recipe file")
+    if plot is not None:
+        from dltrain.diagnostics.plots import depth_figure, save_png
+        save_png(depth_figure(diagnosis.records), plot)
+    print_diagnosis(_console(), diagnosis, plot)
+
+
+@app.command()
+def landscape(run_dir: Path = typer.Argument(..., metavar="RUN", help="a run directory"),
+              points: int = typer.Option(21, "--points", min=3, max=101, help="points along each direction"),
+              span: float = typer.Option(1.0, "--span", min=1e-6, help="distance to each side, in units of "
+                                         "the (filter-normalized) weights"),
+              samples: int = typer.Option(512, "--samples", min=1, help="training samples the loss is measured on"),
+              seed: int = typer.Option(0, "--seed", help="seeds the directions and the sample"),
+              checkpoint: str = typer.Option("last", "--checkpoint", help="last or best")):
+    """Loss along 1-D and 2-D random filter-normalized directions around a run's weights (Li et al. 2018);
+    writes landscape.png and landscape.json into the run directory."""
+    from dltrain.diagnostics.commands import landscape_run, resolve_run
+    from dltrain.diagnostics.report import print_landscape
+
+    if checkpoint not in ("last", "best"):
+        _fail(f"--checkpoint: expected `last` or `best`, got `{checkpoint}`")
+    if not run_dir.is_dir():
+        _fail(f"{run_dir}: no such run directory")
+    run = resolve_run(run_dir)
+    result = landscape_run(run, points=points, span=span, samples=samples, seed=seed, checkpoint=checkpoint)
+    print_landscape(_console(), run, result)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; `argv` lets tests call the real CLI in-process. Always ends in SystemExit."""
     from dltrain.errors import DataError, RecipeError, UsageError

@@ -93,6 +93,8 @@ class LogSpec(Spec):
     every_steps: PositiveInt = 10  # batch-level TensorBoard points and non-finite checks
     tensorboard: bool = True
     histograms: bool = False  # weight and gradient histograms each epoch
+    diagnostics: bool = True  # per-layer health statistics and non-finite forensics (docs/diagnostics.md)
+    diagnostics_every: PositiveInt = 100  # optimizer steps between per-layer statistics
 
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

@@ -158,6 +158,23 @@ class RunDir:
 
         atomic_write(self.path / "metrics.csv", write)
 
+    def append_jsonl(self, name: str, rows: list[dict], *, sync: bool = True) -> None:
+        """Append whole JSON lines with one write: earlier lines are never rewritten, and a kill can at
+        worst cut the last line short, which `read_jsonl` skips. `sync=False` leaves the fsync (which
+        only matters for a power cut, and costs milliseconds on a busy disk) to a later call."""
+        data = "".join(json.dumps(row, default=str) + "\n" for row in rows).encode("utf-8")
+        if not data and not sync:
+            return
+        fd = os.open(self.path / name, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            _drop_torn_last_line(fd)  # a kill mid-write: new lines must not be glued onto the torn one
+            if data:
+                os.write(fd, data)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def save_checkpoint(self, name: str, state: dict, previous: str | None = None) -> Path:
         """checkpoints/<name>; with `previous`, the checkpoint it replaces is kept under that name."""
         import torch
@@ -167,10 +184,38 @@ class RunDir:
         return path
 
 
+def _drop_torn_last_line(fd: int) -> None:
+    """Truncate a file of lines back to its last newline, if a killed write left a partial line."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    chunk = 1 << 16
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        cut = os.pread(fd, end - start, start).rfind(b"\n")
+        if cut >= 0:
+            os.ftruncate(fd, start + cut + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
+
+
 def _csv_value(value: Any) -> Any:
     if isinstance(value, float):
         return repr(value)  # shortest round-tripping form
     return value
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete lines of a JSON-lines file (a line cut short by a kill is skipped)."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:

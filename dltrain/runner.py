@@ -247,6 +247,11 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
     callbacks.append(Checkpointer(run, built.monitor, built.mode, built.min_delta))  # after every stateful callback
     if reporter is not None:
         callbacks.append(reporter)
+    if recipe.log.diagnostics:  # first: its stop reason (naming the layer that diverged) wins
+        from dltrain.diagnostics import Diagnostics
+        from dltrain.diagnostics.commands import fixed_batch
+        callbacks.insert(0, Diagnostics(run, fixed_batch(built.loaders["train"]), recipe.log.diagnostics_every,
+                                        tensorboard=recipe.log.tensorboard))
     state = FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks,
                      checkpoint_every_steps=recipe.train.checkpoint_every_steps or 0)
     if resume is not None:
