@@ -65,6 +65,18 @@ def summarize(model, input_shape: tuple[int, ...]) -> list[dict]:
     for name, module in model.named_modules():
         if name and not list(module.children()):
             hooks.append(module.register_forward_hook(record(name)))
+    try:
+        dry_forward(model, input_shape)
+    finally:
+        for h in hooks:
+            h.remove()
+    return rows
+
+
+def dry_forward(model, input_shape: tuple[int, ...]) -> None:
+    """One forward of 2 zero samples, without gradients and in eval mode (so batch-norm statistics and
+    dropout are untouched), for hooks to record what they see; the training mode is restored."""
+    import torch
     was_training = model.training
     model.eval()
     try:
@@ -72,7 +84,4 @@ def summarize(model, input_shape: tuple[int, ...]) -> list[dict]:
             device = next(model.parameters()).device
             model(torch.zeros(2, *input_shape, device=device))
     finally:
-        for h in hooks:
-            h.remove()
         model.train(was_training)
-    return rows

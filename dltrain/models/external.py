@@ -142,21 +142,16 @@ def probe_forward(model, input_shape, key: str, what: str):
 def head_prefix(model, input_shape) -> str:
     """The name of the model's head: the last module with its own parameters to run in a forward pass.
     (For dltrain's architectures that is `head`; for torchvision's resnet `net.fc`, for vgg `net.classifier.6`.)"""
-    import torch
+    from dltrain.models.build import dry_forward
     order: list[str] = []
     hooks = [module.register_forward_hook(lambda *_, name=name: order.append(name))
              for name, module in model.named_modules()
              if name and any(True for _ in module.parameters(recurse=False))]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            device = next(model.parameters()).device
-            model(torch.zeros(2, *input_shape, device=device))
+        dry_forward(model, input_shape)
     finally:
         for hook in hooks:
             hook.remove()
-        model.train(was_training)
     if not order:
         raise RecipeError([Problem("model", "the model has no parameters: nothing to train")])
     return order[-1]
