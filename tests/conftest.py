@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+
+# As dltrain's CLI does before torch loads (cli.quiet_thread_waits): CI machines are shared and small.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import subprocess
 import sys
 from dataclasses import dataclass

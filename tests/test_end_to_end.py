@@ -146,3 +146,16 @@ def test_catalog_lists_every_registry_entry(cli):
     assert cli("catalog", "optimizers").code == 0
     bad = cli("catalog", "optimzer")
     assert bad.code == 2 and "did you mean `optimizer`" in bad.err
+
+
+def test_the_cli_lets_openmp_threads_sleep_unless_the_user_chose():
+    import subprocess
+    code = ("import os\nfrom dltrain.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'))\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
+    assert proc.stdout.strip().splitlines()[-1] == "PASSIVE"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
+    assert proc.stdout.strip().splitlines()[-1] == "ACTIVE"
