@@ -1,11 +1,107 @@
-"""The speed benchmark runs, and the loop's cheap bookkeeping changes nothing."""
+"""The loop's cheap bookkeeping changes nothing: same arithmetic as a plain PyTorch loop, exact
+metric sums that a mid-epoch checkpoint carries unchanged, and every batch loss logged once."""
 
 from __future__ import annotations
 
+import copy
+import math
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from conftest import REPO
+from dltrain.components.schedules import LRSchedule
+from dltrain.data.loader import ArrayLoader
+from dltrain.train.callbacks import Callback, FitState
+from dltrain.train.loop import Learner
+from dltrain.train.metrics import MetricSums
+
+
+def _data(n=203, features=6, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, features, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return x, y
+
+
+def _model(features=6, classes=3):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(features, 16), torch.nn.ReLU(), torch.nn.Linear(16, classes))
+
+
+def _classification_sums(logits, y, chunk=30):
+    sums = MetricSums("classification", torch.device("cpu"))
+    for start in range(0, len(y), chunk):
+        out, target = logits[start:start + chunk], y[start:start + chunk]
+        sums.update(torch.nn.functional.cross_entropy(out, target), out, target)
+    return sums
+
+
+def _regression_sums(output, target, chunk=30):
+    sums = MetricSums("regression", torch.device("cpu"))
+    for start in range(0, len(target), chunk):
+        out, t = output[start:start + chunk], target[start:start + chunk]
+        sums.update(torch.nn.functional.mse_loss(out, t), out, t)
+    return sums
+
+
+def test_metric_sums_equal_the_metrics_of_the_whole_data():
+    x, y = _data(n=100)
+    logits = torch.randn(100, 3)
+    result = _classification_sums(logits, y).compute()
+    assert result["accuracy"] == (logits.argmax(1) == y).double().mean().item()
+    assert result["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
+
+    target = torch.randn(100, 2)
+    output = target + torch.randn(100, 2)
+    result = _regression_sums(output, target).compute()
+    err = (output - target).double()
+    assert result["mae"] == pytest.approx(err.abs().mean().item(), rel=1e-6)
+    assert result["rmse"] == pytest.approx(err.pow(2).mean().sqrt().item(), rel=1e-6)
+    assert MetricSums("regression", torch.device("cpu")).compute() == {}
+
+
+def test_metric_sums_loss_is_the_float64_sum_of_loss_times_batch_size_bit_for_bit():
+    x, y = _data(n=100)
+    logits = torch.randn(100, 3)
+    total = 0.0
+    for start in range(0, 100, 30):
+        out, target = logits[start:start + 30], y[start:start + 30]
+        total += torch.nn.functional.cross_entropy(out, target).double().item() * target.shape[0]
+    assert _classification_sums(logits, y).compute()["loss"] == total / 100
+
+
+def test_metric_sums_survive_a_checkpoint_round_trip_and_keep_adding_identically(tmp_path):
+    """What EpochProgress saves mid-epoch: the restored sums continue exactly as the live ones."""
+    x, y = _data(n=120)
+    logits = torch.randn(120, 3)
+    target = torch.randn(120, 2)
+    output = target + torch.randn(120, 2)
+    for task, make, a, b in [("classification", _classification_sums, logits, y),
+                             ("regression", _regression_sums, output, target)]:
+        live = make(a[:60], b[:60])
+        torch.save(live.state_dict(), tmp_path / "sums.pt")
+        restored = MetricSums(task, torch.device("cpu"))
+        restored.load_state_dict(torch.load(tmp_path / "sums.pt"))
+        rest = make(a[60:], b[60:])
+        for sums in (live, restored):
+            sums.count += rest.count
+            sums.loss_sum += rest.loss_sum
+            sums.extra += rest.extra
+        assert restored.compute() == live.compute()
+        assert restored.extra.dtype == live.extra.dtype
+
+
+def test_metric_sums_read_the_packed_tensor_of_earlier_mid_epoch_checkpoints():
+    # the earlier layout: float64 [loss*n, n, correct] (classification), [loss*n, n, |err|, err^2]
+    sums = MetricSums("classification", torch.device("cpu"))
+    sums.load_state_dict(torch.tensor([12.5, 50.0, 40.0], dtype=torch.float64))
+    assert sums.compute() == {"loss": 0.25, "accuracy": 0.8}
+    sums = MetricSums("regression", torch.device("cpu"))
+    sums.load_state_dict(torch.tensor([5.0, 10.0, 3.0, 40.0], dtype=torch.float64))
+    assert sums.compute() == {"loss": 0.5, "mae": 0.3, "rmse": 2.0}
 
 
 def test_overhead_benchmark_runs_and_prints_every_contender():

@@ -37,7 +37,7 @@ class EpochProgress:
         return self.seconds + time.perf_counter() - self.since
 
     def state_dict(self) -> dict:
-        return {"order": self.order, "lr": self.lr, "sums": self.sums.sums, "losses": self.losses[:self.batch],
+        return {"order": self.order, "lr": self.lr, "sums": self.sums.state_dict(), "losses": self.losses[:self.batch],
                 "n_batches": len(self.losses), "penalty_sum": self.penalty_sum, "norms": self.norms,
                 "batch": self.batch, "logged": self.logged, "batch_steps": list(self.batch_steps),
                 "seconds": self.elapsed()}
@@ -46,7 +46,7 @@ class EpochProgress:
     def from_state(cls, state: dict, learner) -> "EpochProgress":
         device = learner.device
         sums = MetricSums(learner.task, device)
-        sums.sums = state["sums"].to(device)
+        sums.load_state_dict(state["sums"])
         losses = torch.empty(state["n_batches"], device=device)
         losses[:state["batch"]] = state["losses"].to(device)
         return cls(order=state["order"], lr=state["lr"], sums=sums, losses=losses,
