@@ -104,6 +104,130 @@ def test_metric_sums_read_the_packed_tensor_of_earlier_mid_epoch_checkpoints():
     assert sums.compute() == {"loss": 0.5, "mae": 0.3, "rmse": 2.0}
 
 
+class LogRecorder(Callback):
+    def __init__(self):
+        self.batches: list[tuple[int, float]] = []
+
+    def on_log(self, state, losses):
+        self.batches += losses
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_train_epoch_takes_bit_identical_steps_to_a_plain_pytorch_loop(accumulation):
+    x, y = _data()
+    model = _model()
+    plain = copy.deepcopy(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, foreach=True)
+    schedule = LRSchedule(optimizer, lambda e: 1.0, warmup_epochs=0, steps_per_epoch=1)
+    learner = Learner(model, torch.nn.CrossEntropyLoss(), optimizer, schedule, task="classification",
+                      grad_accumulation=accumulation, log_every=3)
+    recorder = LogRecorder()
+    state = FitState(learner=learner, epochs=1, callbacks=[recorder])
+    loader = ArrayLoader(x, y, 32, shuffle=True, generator=torch.Generator().manual_seed(5))
+    logs = learner.train_epoch(loader, state)
+
+    plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-2, foreach=True)
+    same_order = ArrayLoader(x, y, 32, shuffle=True, generator=torch.Generator().manual_seed(5))
+    losses, steps, step = [], [], 0
+    batches = list(same_order)
+    for i, (xb, yb) in enumerate(batches):
+        loss = torch.nn.functional.cross_entropy(plain(xb), yb)
+        (loss / accumulation if accumulation > 1 else loss).backward()
+        losses.append(loss.item())
+        steps.append(step + 1)
+        if (i + 1) % accumulation == 0 or i == len(batches) - 1:
+            plain_opt.step()
+            plain_opt.zero_grad(set_to_none=True)
+            step += 1
+
+    for ours, theirs in zip(model.parameters(), plain.parameters()):
+        assert torch.equal(ours, theirs)
+    assert state.step == step
+    assert recorder.batches == list(zip(steps, losses))  # every batch once, in order, exact
+    total = 0.0
+    for loss, (xb, _) in zip(losses, batches):
+        total += loss * xb.shape[0]
+    assert logs["loss"] == total / x.shape[0]  # the float64 sum of loss * n, bit for bit
+    assert math.isfinite(logs["grad_norm"])
+
+
+def test_losses_not_yet_logged_cross_a_mid_epoch_checkpoint_and_are_logged_once(tmp_path):
+    """A checkpoint between two log points carries the pending batch losses: the resumed epoch
+    logs them at its next log point, exactly as the uninterrupted one did."""
+    from dltrain.train.position import EpochProgress
+
+    x, y = _data()
+    loader = ArrayLoader(x, y, 32, shuffle=True, generator=torch.Generator().manual_seed(5))
+
+    def learner_and_state(recorder):
+        model = _model()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        schedule = LRSchedule(optimizer, lambda e: 1.0, warmup_epochs=0, steps_per_epoch=1)
+        learner = Learner(model, torch.nn.CrossEntropyLoss(), optimizer, schedule, task="classification",
+                          log_every=3, generator=loader.generator)
+        return learner, FitState(learner=learner, epochs=1, callbacks=[recorder])
+
+    whole = LogRecorder()
+    learner, state = learner_and_state(whole)
+    loader.generator.manual_seed(5)
+    whole_logs = learner.train_epoch(loader, state)
+
+    class SaveAtStep(Callback):  # checkpoint after step 4: batch 4's loss is pending (log points 3, 6)
+        def on_checkpoint(self, state):
+            torch.save({"learner": state.learner.state_dict(), "progress": state.progress.state_dict(),
+                        "step": state.step}, tmp_path / "mid.pt")
+            raise StopTraining("interrupted", "test")
+
+    from dltrain.train.callbacks import StopTraining
+    first = LogRecorder()
+    learner, state = learner_and_state(first)
+    state.callbacks.append(SaveAtStep())
+    state.checkpoint_every_steps = 4
+    loader.generator.manual_seed(5)
+    with pytest.raises(StopTraining):
+        learner.train_epoch(loader, state)
+    saved = torch.load(tmp_path / "mid.pt", weights_only=False)
+    assert len(saved["progress"]["pending"]) == 1
+
+    second = LogRecorder()
+    learner, state = learner_and_state(second)
+    learner.load_state_dict(saved["learner"])
+    state.step = saved["step"]
+    state.progress = EpochProgress.from_state(saved["progress"], learner)
+    logs = learner.train_epoch(loader, state)
+    assert first.batches + second.batches == whole.batches
+    assert {k: v for k, v in logs.items() if k != "grad_norm"} == {k: v for k, v in whole_logs.items() if k != "grad_norm"}
+    assert logs["grad_norm"] == whole_logs["grad_norm"]
+
+
+class EndRecorder(Callback):
+    def __init__(self):
+        self.ended = False
+
+    def on_fit_end(self, state):
+        self.ended = True
+
+
+class FailsAtEnd(Callback):
+    def on_fit_end(self, state):
+        raise OSError("the disk is full")
+
+
+def test_every_callback_ends_even_if_an_earlier_one_fails_and_the_first_failure_is_raised():
+    from dltrain.train.loop import fit
+
+    x, y = _data()
+    model = _model()
+    optimizer = torch.optim.Adam(model.parameters())
+    schedule = LRSchedule(optimizer, lambda e: 1.0, warmup_epochs=0, steps_per_epoch=1)
+    learner = Learner(model, torch.nn.CrossEntropyLoss(), optimizer, schedule, task="classification")
+    later = EndRecorder()
+    state = FitState(learner=learner, epochs=1, callbacks=[FailsAtEnd(), later])
+    with pytest.raises(OSError, match="the disk is full"):
+        fit(learner, ArrayLoader(x, y, 32, shuffle=False), None, state)
+    assert later.ended
+
+
 def test_overhead_benchmark_runs_and_prints_every_contender():
     result = subprocess.run([sys.executable, "bench/overhead.py", "--case", "digits", "--rounds", "2", "--warmup", "0"],
                             cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""}, capture_output=True, text=True,
