@@ -228,6 +228,68 @@ def test_every_callback_ends_even_if_an_earlier_one_fails_and_the_first_failure_
     assert later.ended
 
 
+def _scalars(folder, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return events.Scalars(tag)
+
+
+def test_tensorboard_batch_losses_are_every_log_point_with_the_time_it_was_logged(tmp_path):
+    from dltrain.rundir import RunDir
+    from dltrain.train.loop import fit
+    from dltrain.train.records import TensorBoard
+
+    x, y = _data()
+    model = _model()
+    optimizer = torch.optim.Adam(model.parameters())
+    schedule = LRSchedule(optimizer, lambda e: 1.0, warmup_epochs=0, steps_per_epoch=1)
+    learner = Learner(model, torch.nn.CrossEntropyLoss(), optimizer, schedule, task="classification", log_every=3)
+    recorder = LogRecorder()
+    logged_at = []
+
+    class Clock(Callback):
+        def on_log(self, state, losses):
+            logged_at.append(__import__("time").time())
+
+    board = TensorBoard(RunDir(tmp_path / "run"))
+    state = FitState(learner=learner, epochs=2, callbacks=[recorder, Clock(), board])
+    fit(learner, ArrayLoader(x, y, 32, shuffle=True, generator=torch.Generator().manual_seed(1)), None, state)
+
+    points = _scalars(tmp_path / "run" / "train", "batch_loss")
+    # 7 batches per epoch, a log point every 3 steps and at each epoch's end: steps 3, 6, 7, 9, 12, 14
+    assert [p.step for p in points] == [3, 6, 7, 9, 12, 14]
+    batches = recorder.batches
+    expected, start = [], 0
+    for step in [3, 6, 7, 9, 12, 14]:
+        end = next(i for i, (s, _) in enumerate(batches) if s == step) + 1
+        chunk = [v for _, v in batches[start:end]]
+        expected.append(sum(chunk) / len(chunk))
+        start = end
+    assert [p.value for p in points] == pytest.approx(expected, rel=1e-6)  # stored as float32
+    assert [p.wall_time for p in points] == pytest.approx(logged_at, abs=1e-3)
+    assert len(_scalars(tmp_path / "run" / "train", "epoch_loss")) == 2
+
+
+def test_tensorboard_hands_batch_losses_over_at_once_when_a_burst_is_due(tmp_path):
+    from dltrain.rundir import RunDir
+    from dltrain.train.records import TensorBoard
+
+    board = TensorBoard(RunDir(tmp_path / "run"))
+    board.BURST_SECONDS = 0.0  # long epochs: points reach the writer while the epoch runs
+    board.on_log(None, [(1, 0.5), (2, 0.7)])
+    assert board.batch_points == []
+    board.on_log(None, [(3, 0.1)])
+    board.BURST_SECONDS = 3600.0
+    board.on_log(None, [(4, 0.3)])
+    assert [step for step, _, _ in board.batch_points] == [4]
+    board.on_checkpoint(None)  # a checkpoint hands over what precedes it
+    assert board.batch_points == []
+    board.on_fit_end(None)
+    points = [(p.step, p.value) for p in _scalars(tmp_path / "run" / "train", "batch_loss")]
+    assert points == [(2, pytest.approx(0.6)), (3, pytest.approx(0.1)), (4, pytest.approx(0.3))]
+
+
 def test_overhead_benchmark_runs_and_prints_every_contender():
     result = subprocess.run([sys.executable, "bench/overhead.py", "--case", "digits", "--rounds", "2", "--warmup", "0"],
                             cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""}, capture_output=True, text=True,
