@@ -297,3 +297,11 @@ def test_overhead_benchmark_runs_and_prints_every_contender():
     assert result.returncode == 0, result.stderr
     for name in ("hand", "dataloader", "dltrain", "loop only"):
         assert f"\n{name} " in result.stdout
+
+
+def test_records_cost_benchmark_runs_and_prints_both_cases():
+    result = subprocess.run([sys.executable, "bench/records_cost.py"], cwd=REPO,
+                            env={"PYTHONPATH": str(REPO), "PATH": ""}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for case in ("synthetic", "digits"):
+        assert f"{case}: epoch " in result.stdout and "Checkpointer.on_epoch_end" in result.stdout
