@@ -1,7 +1,7 @@
 """The training loop. `Learner` does the per-batch work; `fit` runs epochs and fires callbacks.
 
 Nothing here reads the recipe: it receives built objects. Per batch there is no host
-synchronisation: losses go into a device buffer that is read back every `log_every` steps
+synchronisation: batch losses are kept as device tensors, read back every `log_every` steps
 (the one sync point, shared by the non-finite guard and the loggers) and at the epoch's end.
 """
 
@@ -92,7 +92,7 @@ class Learner:
         self.model.train()
         n_batches = len(loader)
         if state.progress is None:
-            state.progress = EpochProgress.begin(self, n_batches)
+            state.progress = EpochProgress.begin(self)
         p = state.progress  # the epoch's running sums live here, so a checkpoint can carry them
         if p.order is not None:
             self.generator.set_state(p.order)  # a resumed epoch redraws the same permutation
@@ -108,10 +108,12 @@ class Learner:
                 penalty = self.penalty(self.weights)
                 total = loss + penalty
                 p.penalty_sum += penalty.detach()
-            self.scaler.scale(total / self.grad_accumulation).backward()
-            p.losses[i] = loss.detach()
+            if self.grad_accumulation > 1:  # x / 1 == x: skip a kernel launch per step
+                total = total / self.grad_accumulation
+            self.scaler.scale(total).backward()
+            p.pending.append(loss.detach())
             p.sums.update(loss, output, y)
-            p.batch_steps.append(state.step + 1)
+            p.pending_steps.append(state.step + 1)
             accumulated += 1
             if accumulated == self.grad_accumulation or i == n_batches - 1:
                 accumulated = 0
@@ -119,26 +121,29 @@ class Learner:
                 norm = self._optimizer_step(measure_norm=log_now)
                 state.step += 1
                 if norm is not None:
-                    p.norms += torch.stack([norm.float(), norm.new_ones((), dtype=torch.float32)])
+                    p.norm_sum += norm.float()
+                    p.norm_count += 1
                 if log_now:
-                    self._log(state, p.losses, p.batch_steps, p.logged, i + 1)
-                    p.logged = i + 1
+                    self._log(state, p.pending, p.pending_steps)
                 p.batch = i + 1
                 if state.checkpoint_due(last_batch=i == n_batches - 1):
                     checkpoint_here(state)
-        if p.logged < n_batches:
-            self._log(state, p.losses, p.batch_steps, p.logged, n_batches)
+        if p.pending:
+            self._log(state, p.pending, p.pending_steps)
         logs = p.sums.compute()
-        norm_sum, norm_count = p.norms.tolist()
-        if norm_count:
-            logs["grad_norm"] = norm_sum / norm_count
+        if p.norm_count:
+            logs["grad_norm"] = p.norm_sum.item() / p.norm_count
         if self.penalty:
             logs["penalty"] = p.penalty_sum.item() / max(1, n_batches)
         return logs
 
-    def _log(self, state: FitState, losses: torch.Tensor, batch_steps: list[int], start: int, end: int) -> None:
-        values = losses[start:end].tolist()  # the sync point: every log_every steps
-        fire(state.callbacks, "on_log", state, list(zip(batch_steps[start:end], values)))
+    def _log(self, state: FitState, pending: list[torch.Tensor], steps: list[int]) -> None:
+        """Fire on_log with the batch losses since the last log point, and empty the two lists."""
+        values = torch.stack(pending).tolist()  # the sync point: every log_every steps
+        batches = list(zip(steps, values))
+        pending.clear()
+        steps.clear()
+        fire(state.callbacks, "on_log", state, batches)
 
     @torch.no_grad()
     def evaluate(self, loader) -> dict[str, float]:
@@ -217,7 +222,14 @@ def checkpoint_here(state: FitState) -> None:
 
 
 def fire_end(state: FitState) -> None:
-    """on_fit_end runs for every callback even if one of them fails."""
+    """on_fit_end runs for every callback even if one of them fails (each may hold a file or
+    hooks to release); the first failure is raised after all of them ran."""
+    error: Exception | None = None
     for cb in state.callbacks:
         if hasattr(cb, "on_fit_end"):
-            cb.on_fit_end(state)
+            try:
+                cb.on_fit_end(state)
+            except Exception as exc:
+                error = error or exc
+    if error is not None:
+        raise error

@@ -1,0 +1,265 @@
+"""What dltrain's training loop costs over a hand-written PyTorch loop.
+
+Measures: seconds per training epoch of one MLP, one data set and one batch size, trained by
+  hand        the minimal idiomatic loop: tensors in memory, randperm + slicing,
+              zero_grad(set_to_none=True), forward, loss, backward, torch.optim.Adam() defaults;
+  dataloader  the usual DataLoader(TensorDataset(x, y), batch_size, shuffle=True) loop;
+  dltrain     what `dltrain run` does: the recipe validated and built by dltrain.runner's own
+              path, then one epoch of dltrain.train.loop.fit with the callbacks a run has at
+              default settings, in runner.execute's order (Diagnostics every 100 steps with its
+              probe passes, NonFiniteGuard, MetricsFile, TensorBoard event files with the batch
+              loss every 10 steps, Checkpointer writing checkpoints/last.pt and previous.pt every
+              epoch), under the SIGINT/SIGTERM handlers, writing into a temporary run directory;
+              `--no-diagnostics` drops the Diagnostics callback (log.diagnostics: false);
+  loop only   dltrain's Learner.train_epoch alone (NonFiniteGuard only, no files): separates
+              the per-step cost of the loop from the per-epoch cost of the records.
+All four start from the same initial weights (one model built by dltrain, deep-copied), see the
+same normalized tensors, and use Adam with lr 1e-3, betas (0.9, 0.999), eps 1e-8. No
+validation split, so an epoch is training plus (for dltrain) its per-epoch records.
+
+Two cases: `synthetic` (20,000 x 64 Gaussian features, 10 classes, MLP [256, 128], batch 64:
+313 steps per epoch, where arithmetic dominates) and `digits` (scikit-learn's 1,797 8x8 digits,
+MLP [128, 64], batch 64: 29 steps per epoch, where per-step and per-epoch overhead dominate).
+
+Method: the contenders run interleaved in one process, one epoch each per round, in an order
+shuffled every round (seeded), after `--warmup` discarded rounds; so a load spike from another
+process on a shared machine hits every contender alike. torch runs on `--threads` threads.
+`--clock wall` (default) times what a user waits for; `--clock cpu` counts the CPU seconds of
+this process (every thread, dltrain's background writer and TensorBoard's included), which
+stays meaningful on a machine shared with other busy processes, where wall time is mostly
+time spent waiting for a core.
+
+Cost: 30 seconds on one idle core with the defaults (`--rounds 15 --warmup 2`), 1-2 minutes on
+2 cores shared with other busy processes; a few MB of temporary files, deleted at the end.
+
+Reading the result: one table per case. `median s` is the median epoch time over the rounds;
+`vs hand` its ratio to the hand loop's median (the target for dltrain is <= 1.05x); `paired`
+the median over rounds of the ratio to the hand loop's epoch in the same round (steadier when
+the machine's load changes during the run); `best` the ratio of the fastest epochs (the ones
+least disturbed by other processes); `us/step` the median over the steps per epoch; `iqr` the
+spread (25th to 75th percentile) as a fraction of the median: when it is large the machine
+was busy, and only the ratios mean much. The three ratios agreeing is the sign of a clean run.
+
+    PYTHONPATH=. python bench/overhead.py [--rounds 15] [--warmup 2] [--threads 1] [--clock cpu] [--case digits]
+                                          [--no-diagnostics]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from dltrain.components import OPTIMIZERS, SCHEDULES
+from dltrain.components.schedules import LRSchedule
+from dltrain.recipe import validate_document
+from dltrain.rundir import RunDir, new_run_dir
+from dltrain.runner import build
+from dltrain.diagnostics import Diagnostics
+from dltrain.diagnostics.commands import fixed_batch
+from dltrain.signals import stop_signals
+from dltrain.train.callbacks import Callback, FitState, NonFiniteGuard
+from dltrain.train.loop import Learner, fit
+from dltrain.train.records import Checkpointer, MetricsFile, TensorBoard
+
+CASES = {
+    # name: (data section of the recipe, hidden widths)
+    "synthetic": ({"name": "npz"}, [256, 128]),
+    "digits": ({"name": "digits"}, [128, 64]),
+}
+BATCH = 64
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def synthetic_npz(folder: Path, n: int = 20_000, features: int = 64, classes: int = 10) -> Path:
+    """Gaussian blobs: learnable, so the loss moves as in real training."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(classes, features)).astype(np.float32)
+    y = rng.integers(0, classes, size=n)
+    x = centers[y] + rng.normal(scale=6.0, size=(n, features)).astype(np.float32)
+    path = folder / "synthetic.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def recipe_for(case: str, folder: Path, epochs: int, diagnostics: bool):
+    data, hidden = CASES[case]
+    data = dict(data)
+    if data["name"] == "npz":
+        data["path"] = str(synthetic_npz(folder))
+    # every other key at its default: log every 10 steps, TensorBoard on, diagnostics every 100
+    # steps, adam lr 1e-3
+    return validate_document({
+        "name": f"bench-{case}", "seed": 0, "device": "cpu",
+        "data": {**data, "val_fraction": 0.0, "test_fraction": 0.0, "batch_size": BATCH},
+        "model": {"arch": "mlp", "hidden": hidden},
+        "train": {"epochs": epochs},
+        "log": {"diagnostics": diagnostics},
+    })
+
+
+def make_learner(recipe, built, model, loss_fn, callbacks: list) -> tuple[Learner, FitState]:
+    """The learner as runner._execute builds it for this recipe (whose penalty, clipping,
+    accumulation, precision, augmentation and compile are at their defaults); callbacks in
+    runner._train_and_record's order."""
+    optimizer = OPTIMIZERS.build(recipe.optimizer, [p for p in model.parameters() if p.requires_grad])
+    steps_per_epoch = -(-len(built.loaders["train"]) // recipe.train.grad_accumulation)
+    warmup = recipe.schedule.warmup_epochs
+    main = SCHEDULES.build(recipe.schedule, max(1, recipe.train.epochs - int(warmup)))
+    schedule = LRSchedule(optimizer, main, warmup_epochs=warmup, steps_per_epoch=steps_per_epoch)
+    learner = Learner(model, loss_fn, optimizer, schedule, task=built.data.task,
+                      grad_accumulation=recipe.train.grad_accumulation, precision=recipe.train.precision,
+                      log_every=recipe.log.every_steps, generator=built.loaders["generator"],
+                      augment=built.augment)
+    return learner, FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks,
+                             checkpoint_every_steps=recipe.train.checkpoint_every_steps or 0)
+
+
+def loop_epoch(learner: Learner, state: FitState, loader) -> None:
+    """Learner.train_epoch alone. It keeps the epoch's running sums in state.progress, which
+    fit() clears after each epoch (None: the next call begins a fresh epoch)."""
+    learner.train_epoch(loader, state)
+    state.progress = None
+
+
+def hand_epoch(model, optimizer, x, y, batch: int) -> None:
+    model.train()
+    perm = torch.randperm(x.shape[0])
+    for i in range(0, x.shape[0], batch):
+        index = perm[i:i + batch]
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
+        loss.backward()
+        optimizer.step()
+
+
+def dataloader_epoch(model, optimizer, loader) -> None:
+    model.train()
+    for xb, yb in loader:
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+
+
+class Interleave(Callback):
+    """The last callback of the dltrain run. fit() drives the dltrain epochs; between two of them
+    this runs the other contenders' epochs, so one fit() call covers the whole benchmark.
+    A dltrain epoch is timed from on_epoch_start to the end of every callback's on_epoch_end."""
+
+    def __init__(self, order: list[str], others: dict, times: dict, clock):
+        self.order, self.others, self.times, self.clock = order, others, times, clock
+        self.position = 0
+        self.started = 0.0
+
+    def run_others(self) -> None:
+        """The contenders before the next dltrain epoch (all remaining ones at the end)."""
+        while self.position < len(self.order) and self.order[self.position] != "dltrain":
+            name = self.order[self.position]
+            started = self.clock()
+            self.others[name]()
+            self.times[name].append(self.clock() - started)
+            self.position += 1
+
+    def on_epoch_start(self, state: FitState) -> None:
+        self.run_others()
+        self.started = self.clock()
+
+    def on_epoch_end(self, state: FitState, logs: dict) -> None:
+        self.times["dltrain"].append(self.clock() - self.started)
+        self.position += 1
+
+
+def run_case(case: str, rounds: int, warmup: int, clock: str, diagnostics: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="dltrain-bench-") as tmp:
+        folder = Path(tmp)
+        recipe = recipe_for(case, folder, warmup + rounds, diagnostics)
+        built = build(recipe)  # runner's own path: data split, normalization, seeded model, loss
+        loader = built.loaders["train"]
+        x, y = loader.x, loader.y
+        model0 = copy.deepcopy(built.model)  # the initial weights every contender starts from
+        loss0 = copy.deepcopy(built.loss_fn)  # Diagnostics hooks the dltrain run's loss module
+
+        run = RunDir(new_run_dir(folder / "runs", recipe.name))
+        run.write_recipe(recipe.to_yaml())
+        times: dict[str, list[float]] = {n: [] for n in ("hand", "dataloader", "dltrain", "loop only")}
+
+        hand_model = copy.deepcopy(model0)
+        hand_opt = torch.optim.Adam(hand_model.parameters())  # defaults: lr 1e-3, no foreach on CPU
+        dl_model = copy.deepcopy(model0)
+        dl_opt = torch.optim.Adam(dl_model.parameters())
+        dl_loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True)
+        loop_learner, loop_state = make_learner(recipe, built, copy.deepcopy(model0), loss0, [NonFiniteGuard()])
+        others = {
+            "hand": lambda: hand_epoch(hand_model, hand_opt, x, y, BATCH),
+            "dataloader": lambda: dataloader_epoch(dl_model, dl_opt, dl_loader),
+            "loop only": lambda: loop_epoch(loop_learner, loop_state, loader),
+        }
+
+        # a fresh order each round: no contender always follows the same one (whose garbage,
+        # heap or cache state it would inherit)
+        shuffler = random.Random(0)
+        order = [name for _ in range(warmup + rounds) for name in shuffler.sample(list(times), len(times))]
+        interleave = Interleave(order, others, times, CLOCKS[clock])
+        # the callbacks runner._train_and_record gives a run at default settings, in its order
+        log = recipe.log
+        callbacks = [NonFiniteGuard(), MetricsFile(run), TensorBoard(run, histograms=log.histograms),
+                     Checkpointer(run, built.monitor, built.mode, built.min_delta), interleave]
+        if log.diagnostics:
+            callbacks.insert(0, Diagnostics(run, fixed_batch(loader), log.diagnostics_every,
+                                            tensorboard=log.tensorboard))
+        learner, state = make_learner(recipe, built, built.model, built.loss_fn, callbacks)
+        with stop_signals() as request:
+            state.stop_request = request
+            fit(learner, loader, None, state)
+        if state.stop is None or state.stop.status != "completed":
+            raise SystemExit(f"dltrain's run did not complete: {state.stop}")
+        interleave.run_others()
+        assert (run.checkpoints / "last.pt").is_file() and (run.path / "metrics.csv").is_file()
+        label = "dltrain" if log.diagnostics else "dltrain, diagnostics off"
+        print_table(case, times, warmup, len(loader), x.shape, state.history[-1]["train_loss"], clock, label)
+
+
+def print_table(case: str, times: dict, warmup: int, steps: int, shape, final_loss: float, clock: str,
+                label: str) -> None:
+    kept = {name: values[warmup:] for name, values in times.items()}
+    rounds = len(kept["hand"])
+    hand = statistics.median(kept["hand"])
+    print(f"\n{case}: x {tuple(shape)}, batch {BATCH}, {steps} steps/epoch, {rounds} rounds "
+          f"(+{warmup} warm-up), {clock} clock, torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
+          f"dltrain's train_loss after the last epoch {final_loss:.4f}; {label}")
+    print(f"{'contender':<12} {'median s':>9} {'vs hand':>8} {'paired':>8} {'best':>8} {'us/step':>8} {'iqr':>6}")
+    for name, values in kept.items():
+        median = statistics.median(values)
+        paired = statistics.median(v / h for v, h in zip(values, kept["hand"]))  # same round
+        q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (median, median, median)
+        best = min(values) / min(kept["hand"])  # fastest epochs: the least disturbed by other processes
+        print(f"{name:<12} {median:>9.4f} {median / hand:>7.3f}x {paired:>7.3f}x {best:>7.3f}x {1e6 * median / steps:>8.1f} "
+              f"{(q3 - q1) / median:>5.0%}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds (one epoch of each contender)")
+    parser.add_argument("--warmup", type=int, default=2, help="rounds run first and discarded")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="wall seconds or CPU seconds")
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--no-diagnostics", action="store_true", help="dltrain run with log.diagnostics: false")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for case in CASES if args.case == "all" else [args.case]:
+        run_case(case, args.rounds, args.warmup, args.clock, not args.no_diagnostics)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
