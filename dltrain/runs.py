@@ -44,7 +44,9 @@ class Run:
 
     @property
     def batch(self) -> str | None:
-        return self.info.get("batch")
+        """The batch (`dltrain run ... --seeds N`) or sweep study (`dltrain sweep`) the run belongs to."""
+        sweep = self.info.get("sweep")
+        return self.info.get("batch") or (sweep.get("name") if isinstance(sweep, dict) else None)
 
     @property
     def started(self) -> str:

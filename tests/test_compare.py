@@ -354,3 +354,18 @@ def test_a_batch_goes_on_after_a_failed_run_and_stops_at_an_interrupt(monkeypatc
     assert run_batch_with([0, 3, 0]) == (3, [0, 1, 2])
     assert run_batch_with([1, 3, 0]) == (1, [0, 1, 2])  # failed is worse than diverged
     assert run_batch_with([3, 130, 0]) == (130, [0, 1])  # interrupted: the third run never starts
+
+
+def test_a_sweep_is_compared_by_default_as_a_batch_named_after_its_study(tmp_path):
+    import json as jsonmod
+    from dltrain.runs import all_runs, latest_batch
+    root = tmp_path / "runs"
+    for i, (name, info) in enumerate([("older", {"batch": "b1"}), ("t0", {"sweep": {"name": "study", "trial": 0}}),
+                                      ("t1", {"sweep": {"name": "study", "trial": 1}})]):
+        run = root / name
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(jsonmod.dumps({"status": "completed", "started": f"2026-01-01T00:00:0{i}",
+                                                     **info}))
+    assert {r.batch for r in all_runs(root)} == {"b1", "study"}
+    name, runs = latest_batch(root)
+    assert name == "study" and sorted(r.path.name for r in runs) == ["t0", "t1"]
