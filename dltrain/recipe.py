@@ -21,7 +21,7 @@ from dltrain.errors import Problem, RecipeError, did_you_mean
 from dltrain.models import ARCHITECTURES
 from dltrain.registry import ComponentOf, Spec
 from dltrain.sweep.spec import SweepSpec
-from dltrain.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from dltrain.types import default_mode, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from dltrain.yamlio import KeyPath, dump_yaml, parse_yaml, read_yaml_file
 
 # Metrics a run records, by task; `train_` and `val_` prefixes select the split.
@@ -29,10 +29,6 @@ CLASSIFICATION_METRICS = ("loss", "accuracy")
 REGRESSION_METRICS = ("loss", "mae", "rmse")
 MONITORABLE = sorted({f"{split}_{m}" for split in ("train", "val")
                       for m in CLASSIFICATION_METRICS + REGRESSION_METRICS})
-
-
-def default_mode(monitor: str) -> str:
-    return "max" if monitor.endswith("accuracy") else "min"
 
 
 class EarlyStoppingSpec(Spec):

@@ -19,7 +19,7 @@ from dltrain.components import LOSSES, OPTIMIZERS, SCHEDULES
 from dltrain.components.losses import CLASSIFICATION, REGRESSION
 from dltrain.data import DataBundle, prepare
 from dltrain.errors import Problem, RecipeError
-from dltrain.recipe import CLASSIFICATION_METRICS, REGRESSION_METRICS, Recipe, default_mode
+from dltrain.recipe import CLASSIFICATION_METRICS, REGRESSION_METRICS, Recipe
 from dltrain.rundir import RunDir, new_run_dir, write_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143

@@ -4,6 +4,11 @@ from typing import Annotated
 
 from pydantic import Field
 
+
+def default_mode(metric: str) -> str:
+    """`mode: auto`: accuracy is maximized, every loss and error metric minimized."""
+    return "max" if metric.endswith("accuracy") else "min"
+
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]

@@ -18,7 +18,7 @@ from typing import Callable, Literal
 from pydantic import Field
 
 from dltrain.registry import Registry, Spec
-from dltrain.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
+from dltrain.types import default_mode, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
 
 from typing import Annotated
 
@@ -96,7 +96,7 @@ class Plateau:
 
     def __init__(self, monitor, mode, factor, patience, threshold, cooldown, min_factor):
         self.monitor, self.factor, self.patience = monitor, factor, patience
-        self.mode = mode if mode != "auto" else ("max" if monitor.endswith("accuracy") else "min")
+        self.mode = mode if mode != "auto" else default_mode(monitor)
         self.threshold, self.cooldown, self.min_factor = threshold, cooldown, min_factor
         self.scale, self.best, self.bad_epochs, self.cooldown_left = 1.0, None, 0, 0
 
