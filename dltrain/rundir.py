@@ -7,11 +7,14 @@ leaves either the old or the new file, never a truncated one.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import io
 import json
 import os
 import secrets
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -121,13 +124,141 @@ def new_run_dir(runs_root: Path, name: str) -> Path:
     raise UsageError(f"could not create a fresh run directory under {runs_root}")
 
 
+class BackgroundWrites:
+    """File writes run on one worker thread, in the order they were submitted, so that training
+    does not wait for the disk (write, fsync, rename) at every epoch's checkpoint.
+
+    What a job writes is fixed when it is submitted (bytes or text made on the submitting thread),
+    so a job never reads state that training goes on changing. At most `LIMIT` jobs are pending
+    (the one running included); `submit` waits beyond that, so a disk slower than training slows
+    training down instead of piling checkpoints up in memory. The first failure cancels the jobs
+    after it (a later file must not be written over a failed earlier one) and is raised on the
+    submitting thread by every later `submit` and `wait`.
+
+    The worker is not a daemon: a process that is stopped at once (a second Ctrl-C) still
+    finishes the write in progress before it exits. It stays up between jobs (starting a thread
+    every epoch costs more than the write it saves) until `close`, or `IDLE_SECONDS` without work,
+    so a forgotten `close` delays an exit by that much at most."""
+
+    LIMIT = 3  # a metrics.csv and a checkpoint per epoch: the next epoch's pair can wait behind one
+    IDLE_SECONDS = 2.0
+
+    def __init__(self) -> None:
+        self._jobs: collections.deque[Callable[[], None]] = collections.deque()  # [0] is running
+        self._failure: BaseException | None = None
+        self._changed = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._closing = False
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._changed:
+            while len(self._jobs) >= self.LIMIT and self._failure is None:
+                self._changed.wait()
+            self._raise_failure()
+            self._jobs.append(job)
+            self._closing = False
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="dltrain-writes")
+                self._worker.start()
+            self._changed.notify_all()
+
+    def wait(self) -> None:
+        """Until every submitted job is done; raises the first failure."""
+        with self._changed:
+            while self._jobs and self._failure is None:
+                self._changed.wait()
+            self._raise_failure()
+
+    def close(self) -> None:
+        """`wait`, then let the worker go (a later `submit` starts another)."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        self.wait()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _next_job(self) -> Callable[[], None] | None:
+        """The job to run next, or None when the worker should end."""
+        with self._changed:
+            if not self._jobs and not self._closing and self._failure is None:
+                self._changed.wait(self.IDLE_SECONDS)
+            if not self._jobs or self._failure is not None:
+                self._jobs.clear()
+                self._worker = None
+                self._changed.notify_all()
+                return None
+            return self._jobs[0]
+
+    def _work(self) -> None:
+        while (job := self._next_job()) is not None:
+            try:
+                job()
+            except BaseException as exc:  # raised to the training thread at its next submit or wait
+                with self._changed:
+                    self._failure = exc
+            with self._changed:
+                if self._jobs:
+                    self._jobs.popleft()
+                self._changed.notify_all()
+
+
+class MetricsTable:
+    """metrics.csv's text, kept rendered: an epoch renders only its own new row, unless it brings a
+    column the header lacks, or the rows are not the ones rendered before (a resumed run's)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []  # the rows rendered, by identity
+        self.columns: list[str] = []
+        self.lines: list[str] = []  # header first
+
+    def text(self, rows: list[dict]) -> str:
+        known = len(self.rows)
+        if len(rows) < known or any(a is not b for a, b in zip(rows, self.rows)):
+            self.rows, self.columns, self.lines, known = [], [], [], 0
+        columns = list(self.columns)
+        for row in rows[known:]:
+            columns += [k for k in row if k not in columns]
+        if columns != self.columns:  # a new column: every row again, under the new header
+            self.columns, self.rows, self.lines, known = columns, [], [_csv_line(columns)], 0
+        for row in rows[known:]:
+            self.lines.append(_csv_line([_csv_value(row[k]) if k in row else "" for k in self.columns]))
+        self.rows = list(rows)
+        return "".join(self.lines)
+
+
+def _csv_line(values: list) -> str:
+    import csv
+    out = io.StringIO()
+    csv.writer(out).writerow(values)
+    return out.getvalue()
+
+
 class RunDir:
-    """A run's directory and the files in it (layout: RUNS.md)."""
+    """A run's directory and the files in it (layout: RUNS.md).
+
+    metrics.csv and the checkpoints can be written `later`, by `writes` (a BackgroundWrites):
+    `wait_for_writes()` is then due before the run's end is recorded."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self.info: dict = {}
+        self.writes = BackgroundWrites()
+        self._metrics = MetricsTable()
+
+    def wait_for_writes(self) -> None:
+        """Until every background write is on disk (raises the first that failed); frees its thread."""
+        self.writes.close()
+
+    def _write(self, job: Callable[[], None], later: bool) -> None:
+        if later:
+            self.writes.submit(job)
+        else:
+            self.writes.wait()  # an earlier background write of the same file must not land after this one
+            job()
 
     @property
     def recipe_file(self) -> Path:
@@ -143,20 +274,10 @@ class RunDir:
     def write_summary(self, summary: dict) -> None:
         write_json(self.path / "summary.json", summary)
 
-    def write_metrics(self, rows: list[dict]) -> None:
+    def write_metrics(self, rows: list[dict], *, later: bool = False) -> None:
         """The whole metrics.csv, rewritten atomically each epoch (a few KB: cheaper than a torn append)."""
-        import csv
-        columns: list[str] = []
-        for row in rows:
-            columns += [k for k in row if k not in columns]
-
-        def write(handle):
-            writer = csv.DictWriter(handle, fieldnames=columns, restval="", extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: _csv_value(v) for k, v in row.items()})
-
-        atomic_write(self.path / "metrics.csv", write)
+        content = self._metrics.text(rows)
+        self._write(lambda: atomic_write(self.path / "metrics.csv", lambda h: h.write(content)), later)
 
     def append_jsonl(self, name: str, rows: list[dict], *, sync: bool = True) -> None:
         """Append whole JSON lines with one write: earlier lines are never rewritten, and a kill can at
@@ -175,12 +296,24 @@ class RunDir:
         finally:
             os.close(fd)
 
-    def save_checkpoint(self, name: str, state: dict, previous: str | None = None) -> Path:
-        """checkpoints/<name>; with `previous`, the checkpoint it replaces is kept under that name."""
+    def save_checkpoint(self, name: str, state: dict, previous: str | None = None, *,
+                        also: str | None = None, later: bool = False) -> Path:
+        """checkpoints/<name>; with `previous`, the checkpoint it replaces is kept under that name;
+        with `also`, the same bytes go to checkpoints/<also> too (serialized once).
+        The state is serialized here, on the calling thread, even when written `later`."""
         import torch
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getbuffer()
         path = self.checkpoints / name
-        atomic_write(path, lambda h: torch.save(state, h), binary=True,
-                     previous=self.checkpoints / previous if previous else None)
+
+        def write() -> None:
+            atomic_write(path, lambda h: h.write(data), binary=True,
+                         previous=self.checkpoints / previous if previous else None)
+            if also is not None:
+                atomic_write(self.checkpoints / also, lambda h: h.write(data), binary=True)
+
+        self._write(write, later)
         return path
 
 

@@ -3,9 +3,11 @@
 The first signal only sets a flag; the loop looks at it after every optimizer step (one attribute
 read, no syscall), writes a checkpoint and ends the run with exit code 128 + signal number
 (130 for SIGINT, 143 for SIGTERM). A second signal stops at once (KeyboardInterrupt), except
-while a file is being written: durable writes run in a `deferred()` section, and a signal that
-arrives inside one takes effect only when the write has finished, so it can never leave a
-half-written file behind. Once training is over, signals are only noted until the run's final
+while the main thread is writing a file: durable writes run in a `deferred()` section, and a
+signal that arrives inside one takes effect only when the write has finished, so it can never
+leave a half-written file behind. Writes handed to the background writer thread are never cut
+short (signals interrupt only the main thread), and its thread is not a daemon: a process
+stopped at once still finishes the write in progress before it exits. Once training is over, signals are only noted until the run's final
 records (summary.json, run.json) are written. The previous handlers are restored afterwards.
 """
 
@@ -44,7 +46,14 @@ class _Deferral:
 
 @contextlib.contextmanager
 def deferred():
-    """A section that a forced stop (second signal) must not cut in half: a file write."""
+    """A section that a forced stop (second signal) must not cut in half: a file write.
+
+    Only the main thread counts: Python runs signal handlers there, so only there can a forced
+    stop cut a write short. A write on another thread (rundir.BackgroundWrites) is never
+    interrupted, and must not hold up a forced stop of the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _Deferral.depth += 1
     try:
         yield

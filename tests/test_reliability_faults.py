@@ -54,20 +54,25 @@ def test_a_permission_error_on_the_runs_root_is_a_clear_error(cli, tmp_path, mon
 
 
 def test_disk_full_during_a_save_fails_clearly_keeps_the_last_checkpoint_and_resume_works(cli, tmp_path, monkeypatch):
-    import torch
+    from dltrain import rundir
     recipe = write_recipe(tmp_path / "stateful.yaml", stateful_recipe())
-    real_save = torch.save
+    real_write = rundir.atomic_write
     saves = {"n": 0, "last_before": None}
 
-    def save(obj, handle, *args, **kwargs):
-        saves["n"] += 1
-        if saves["n"] == 6:  # a few checkpoints exist by now
-            saves["last_before"] = (tmp_path / "runs").glob("*/checkpoints/last.pt").__next__().read_bytes()
-            handle.write(b"half a checkpoint")  # the disk fills up part way through
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_save(obj, handle, *args, **kwargs)
+    def atomic_write(path, write, **kwargs):
+        if path.name == "last.pt":
+            saves["n"] += 1
+            if saves["n"] == 3:  # a few checkpoints exist by now
+                saves["last_before"] = path.read_bytes()
 
-    monkeypatch.setattr(torch, "save", save)
+                def half(handle):
+                    handle.write(b"half a checkpoint")  # the disk fills up part way through
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+                return real_write(path, half, **kwargs)
+        return real_write(path, write, **kwargs)
+
+    monkeypatch.setattr(rundir, "atomic_write", atomic_write)  # checkpoints are written on a background thread
     result = cli("run", recipe, "--runs-dir", tmp_path / "runs")
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
