@@ -139,7 +139,7 @@ def remove_temp_files(folder: Path) -> list[Path]:
 def restore(state, checkpoint: dict) -> None:
     """Put a FitState (learner and callbacks included) back where the checkpoint left it."""
     from dltrain.train.position import EpochProgress
-    from dltrain.train.records import set_rng_state
+    from dltrain.train.records import decode_history, set_rng_state
 
     learner = state.learner
     try:
@@ -148,7 +148,7 @@ def restore(state, checkpoint: dict) -> None:
         raise CheckpointError(f"the checkpoint does not fit the model and optimizer built from recipe.yaml "
                               f"(was the recipe edited?): {exc}") from None
     state.epoch, state.step = checkpoint["epoch"], checkpoint["step"]
-    state.history = list(checkpoint["history"])
+    state.history = decode_history(checkpoint["history"])
     saved = checkpoint["callbacks"]
     for cb in state.callbacks:
         if type(cb).__name__ in saved:

@@ -27,7 +27,7 @@ class RunsCode:
 
 def poisoned_checkpoint(path, marker) -> None:
     good = torch.load(path, weights_only=True)
-    good["history"].append(RunsCode(marker))  # looks like a checkpoint, carries a payload
+    good["callbacks"]["payload"] = RunsCode(marker)  # looks like a checkpoint, carries a payload
     torch.save(good, path)
 
 

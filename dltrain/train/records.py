@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -138,14 +139,39 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def checkpoint_state(state: FitState) -> dict:
-    """Everything needed to continue exactly: plain containers of tensors and numbers only.
-    `progress` is the position within the epoch for a mid-epoch checkpoint, None at an epoch's end."""
+class HistoryText:
+    """The epoch history as one JSON string, for checkpoints. As a list of dicts, its keys and
+    numbers were most of a checkpoint's pickling time, growing with every epoch; JSON writes a
+    float in its shortest round-tripping form (NaN and infinities included), so a resumed run
+    reads back the very same numbers. Rows encoded once are kept, matched by identity."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.parts: list[str] = []
+
+    def encode(self, rows: list[dict]) -> str:
+        known = len(self.rows)
+        if len(rows) < known or any(a is not b for a, b in zip(rows, self.rows)):
+            self.rows, self.parts, known = [], [], 0
+        self.parts += [json.dumps(row) for row in rows[known:]]
+        self.rows = list(rows)
+        return "[" + ",".join(self.parts) + "]"
+
+
+def decode_history(history: str | list) -> list[dict]:
+    """A checkpoint's history: JSON text, or a list of dicts (checkpoints written before HistoryText)."""
+    return json.loads(history) if isinstance(history, str) else list(history)
+
+
+def checkpoint_state(state: FitState, history: HistoryText | None = None) -> dict:
+    """Everything needed to continue exactly: plain containers of tensors and numbers (and the
+    history as JSON text) only. `progress` is the position within the epoch for a mid-epoch
+    checkpoint, None at an epoch's end."""
     return {
         "format": CHECKPOINT_FORMAT,
         "epoch": state.epoch, "step": state.step,
         "progress": state.progress.state_dict() if state.progress is not None else None,
-        "history": state.history,
+        "history": (history or HistoryText()).encode(state.history),
         "learner": state.learner.state_dict(),
         "callbacks": {type(cb).__name__: cb.state_dict() for cb in state.callbacks},
         "rng": rng_state(),
@@ -163,6 +189,7 @@ class Checkpointer(Callback):
     def __init__(self, run: RunDir, monitor: str, mode: str, min_delta: float = 0.0):
         self.run = run
         self.monitor = Monitor(monitor, mode, min_delta)
+        self.history = HistoryText()
 
     def _save_last(self, payload: dict, best: bool = False) -> None:
         # serialized now, written by the run's background writer (on_fit_end waits for it)
@@ -173,13 +200,13 @@ class Checkpointer(Callback):
         weights = [p.detach() for p in state.learner.params]
         if weights and not bool(torch.stack([torch.isfinite(w).all() for w in weights]).all()):
             return  # one host sync, only at checkpoint time; the non-finite guard ends the run
-        self._save_last(checkpoint_state(state))
+        self._save_last(checkpoint_state(state, self.history))
 
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
         if not all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
             return  # the non-finite guard stops this run; keep the last good checkpoint
         improved = self.monitor.update(read_metric(logs, self.monitor.name), state.epoch)
-        self._save_last(checkpoint_state(state), best=improved)
+        self._save_last(checkpoint_state(state, self.history), best=improved)
 
     def on_fit_end(self, state: FitState) -> None:
         self.run.wait_for_writes()  # a stop signal's checkpoint is on disk before the process exits
