@@ -170,11 +170,14 @@ class BackgroundWrites:
             self._raise_failure()
 
     def close(self) -> None:
-        """`wait`, then let the worker go (a later `submit` starts another)."""
+        """`wait`, then end the worker (a later `submit` starts another)."""
         with self._changed:
             self._closing = True
+            worker = self._worker
             self._changed.notify_all()
         self.wait()
+        if worker is not None and worker is not threading.current_thread():
+            worker.join()
 
     def _raise_failure(self) -> None:
         if self._failure is not None:

@@ -85,13 +85,31 @@ def test_metric_sums_survive_a_checkpoint_round_trip_and_keep_adding_identically
         torch.save(live.state_dict(), tmp_path / "sums.pt")
         restored = MetricSums(task, torch.device("cpu"))
         restored.load_state_dict(torch.load(tmp_path / "sums.pt"))
-        rest = make(a[60:], b[60:])
+        rest = make(a[60:], b[60:]).state_dict()  # its classification counts folded in
         for sums in (live, restored):
-            sums.count += rest.count
-            sums.loss_sum += rest.loss_sum
-            sums.extra += rest.extra
+            sums.count += rest["count"]
+            sums.loss_sum += rest["loss_sum"]
+            sums.extra += rest["extra"]
         assert restored.compute() == live.compute()
         assert restored.extra.dtype == live.extra.dtype
+
+
+@pytest.mark.parametrize("save_after", [0, 1, 7, 16, 17, 33])
+def test_accuracy_counted_in_groups_of_batches_is_the_same_count_wherever_a_checkpoint_cuts_the_groups(save_after):
+    """Classification outputs are counted FOLD_EVERY batches at a time; a mid-epoch checkpoint
+    counts those waiting. The count is an integer, so it is exact wherever the cut falls."""
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 5, generator=g), torch.randint(0, 5, (8,), generator=g)) for _ in range(40)]
+    expected = sum(int((out.argmax(1) == y).sum()) for out, y in batches)
+    sums = MetricSums("classification", torch.device("cpu"))
+    for i, (out, y) in enumerate(batches):
+        if i == save_after:
+            saved = sums.state_dict()
+            sums = MetricSums("classification", torch.device("cpu"))
+            sums.load_state_dict(saved)
+        sums.update(torch.nn.functional.cross_entropy(out, y), out, y)
+    assert sums.compute()["accuracy"] == expected / (40 * 8)
+    assert not sums.outputs  # compute() counted every batch that waited
 
 
 def test_metric_sums_read_the_packed_tensor_of_earlier_mid_epoch_checkpoints():
