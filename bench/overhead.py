@@ -5,12 +5,14 @@ Measures: seconds per training epoch of one MLP, one data set and one batch size
               zero_grad(set_to_none=True), forward, loss, backward, torch.optim.Adam() defaults;
   dataloader  the usual DataLoader(TensorDataset(x, y), batch_size, shuffle=True) loop;
   dltrain     what `dltrain run` does: the recipe validated and built by dltrain.runner's own
-              path, then one epoch of dltrain.train.loop.fit with the callbacks a run has at
+              path, then epochs of dltrain.train.loop.fit with the callbacks a run has at
               default settings, in runner.execute's order (Diagnostics every 100 steps with its
               probe passes, NonFiniteGuard, MetricsFile, TensorBoard event files with the batch
               loss every 10 steps, Checkpointer writing checkpoints/last.pt and previous.pt every
-              epoch), under the SIGINT/SIGTERM handlers, writing into a temporary run directory;
-              `--no-diagnostics` drops the Diagnostics callback (log.diagnostics: false);
+              epoch through the background writer), under the SIGINT/SIGTERM handlers, writing
+              into a temporary run directory. `--no-diagnostics` drops the Diagnostics callback
+              (log.diagnostics: false); `--no-checkpoints` drops the Checkpointer, which no
+              recipe can do: it is there to show what the checkpoints cost;
   loop only   dltrain's Learner.train_epoch alone (NonFiniteGuard only, no files): separates
               the per-step cost of the loop from the per-epoch cost of the records.
 All four start from the same initial weights (one model built by dltrain, deep-copied), see the
@@ -21,27 +23,31 @@ Two cases: `synthetic` (20,000 x 64 Gaussian features, 10 classes, MLP [256, 128
 313 steps per epoch, where arithmetic dominates) and `digits` (scikit-learn's 1,797 8x8 digits,
 MLP [128, 64], batch 64: 29 steps per epoch, where per-step and per-epoch overhead dominate).
 
-Method: the contenders run interleaved in one process, one epoch each per round, in an order
-shuffled every round (seeded), after `--warmup` discarded rounds; so a load spike from another
-process on a shared machine hits every contender alike. torch runs on `--threads` threads.
-`--clock wall` (default) times what a user waits for; `--clock cpu` counts the CPU seconds of
-this process (every thread, dltrain's background writer and TensorBoard's included), which
-stays meaningful on a machine shared with other busy processes, where wall time is mostly
-time spent waiting for a core.
+Method: the contenders run interleaved in one process. Each round gives every contender a block
+of `--block` consecutive epochs, in an order shuffled every round (seeded), after `--warmup`
+discarded rounds; so a load spike from another process on a shared machine hits every contender
+alike. The first epoch of each block is not timed: it absorbs what the contender before it left
+running (dltrain's writer thread finishing a checkpoint, TensorBoard's writer thread), so every
+timed epoch pays for its own contender's background work and for nobody else's.
+torch runs on `--threads` threads. `--clock wall` (default) times what a user waits for;
+`--clock cpu` counts the CPU seconds of this process (every thread, dltrain's background writer
+and TensorBoard's included).
 
-Cost: 30 seconds on one idle core with the defaults (`--rounds 15 --warmup 2`), 1-2 minutes on
-2 cores shared with other busy processes; a few MB of temporary files, deleted at the end.
+Cost: about a minute on one idle core with the defaults (`--rounds 15 --warmup 2 --block 3`),
+2-3 minutes on 2 cores shared with other busy processes; a few MB of temporary files, deleted at
+the end.
 
-Reading the result: one table per case. `median s` is the median epoch time over the rounds;
-`vs hand` its ratio to the hand loop's median (the target for dltrain is <= 1.05x); `paired`
-the median over rounds of the ratio to the hand loop's epoch in the same round (steadier when
-the machine's load changes during the run); `best` the ratio of the fastest epochs (the ones
-least disturbed by other processes); `us/step` the median over the steps per epoch; `iqr` the
-spread (25th to 75th percentile) as a fraction of the median: when it is large the machine
-was busy, and only the ratios mean much. The three ratios agreeing is the sign of a clean run.
+Reading the result: one table per case. A round's value for a contender is the median of its
+block's timed epochs. `median s` is the median over rounds; `vs hand` its ratio to the hand
+loop's median (the target for dltrain is <= 1.05x); `paired` the median over rounds of the
+ratio to the hand loop in the same round (steadier when the machine's load changes during the
+run); `best` the ratio of the fastest rounds (the least disturbed by other processes);
+`us/step` the median over the steps per epoch; `iqr` the spread (25th to 75th percentile) as a
+fraction of the median: when it is large the machine was busy, and only the ratios mean much.
+The three ratios agreeing is the sign of a clean run.
 
-    PYTHONPATH=. python bench/overhead.py [--rounds 15] [--warmup 2] [--threads 1] [--clock cpu] [--case digits]
-                                          [--no-diagnostics]
+    PYTHONPATH=. python bench/overhead.py [--rounds 15] [--warmup 2] [--block 3] [--threads 1] [--clock cpu]
+                                          [--case digits] [--no-diagnostics] [--no-checkpoints]
 """
 
 from __future__ import annotations
@@ -152,37 +158,54 @@ def dataloader_epoch(model, optimizer, loader) -> None:
 
 
 class Interleave(Callback):
-    """The last callback of the dltrain run. fit() drives the dltrain epochs; between two of them
-    this runs the other contenders' epochs, so one fit() call covers the whole benchmark.
-    A dltrain epoch is timed from on_epoch_start to the end of every callback's on_epoch_end."""
+    """The last callback of the dltrain run. fit() drives the dltrain epochs; between two blocks
+    of them this runs the other contenders' blocks, so one fit() call covers the whole benchmark.
 
-    def __init__(self, order: list[str], others: dict, times: dict, clock):
-        self.order, self.others, self.times, self.clock = order, others, times, clock
-        self.position = 0
+    Each round gives every contender a block of `block` consecutive epochs and times all but the
+    first: the first absorbs what the contender before it left running (dltrain's writer thread
+    finishing a checkpoint, TensorBoard's thread, the allocator's and caches' state), so each
+    timed epoch carries its own contender's background work and nobody else's. A dltrain epoch is
+    timed from on_epoch_start to the end of every callback's on_epoch_end."""
+
+    def __init__(self, order: list[str], others: dict, times: dict, clock, block: int):
+        self.order, self.others, self.times, self.clock, self.block = order, others, times, clock, block
+        self.position = -1  # the block being run: order[position]
+        self.in_block = block  # epochs of the current dltrain block done
         self.started = 0.0
 
     def run_others(self) -> None:
-        """The contenders before the next dltrain epoch (all remaining ones at the end)."""
+        """The other contenders' blocks before the next dltrain block (all remaining ones at the end)."""
+        self.position += 1
         while self.position < len(self.order) and self.order[self.position] != "dltrain":
             name = self.order[self.position]
-            started = self.clock()
-            self.others[name]()
-            self.times[name].append(self.clock() - started)
+            timed = []
+            for epoch in range(self.block):
+                started = self.clock()
+                self.others[name]()
+                if epoch:
+                    timed.append(self.clock() - started)
+            self.times[name].append(timed)
             self.position += 1
 
     def on_epoch_start(self, state: FitState) -> None:
-        self.run_others()
+        if self.in_block == self.block:
+            self.run_others()
+            self.in_block = 0
+            self.times["dltrain"].append([])
         self.started = self.clock()
 
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
-        self.times["dltrain"].append(self.clock() - self.started)
-        self.position += 1
+        elapsed = self.clock() - self.started
+        if self.in_block:
+            self.times["dltrain"][-1].append(elapsed)
+        self.in_block += 1
 
 
-def run_case(case: str, rounds: int, warmup: int, clock: str, diagnostics: bool) -> None:
+def run_case(case: str, rounds: int, warmup: int, clock: str, diagnostics: bool, checkpoints: bool,
+             block: int) -> None:
     with tempfile.TemporaryDirectory(prefix="dltrain-bench-") as tmp:
         folder = Path(tmp)
-        recipe = recipe_for(case, folder, warmup + rounds, diagnostics)
+        recipe = recipe_for(case, folder, (warmup + rounds) * block, diagnostics)
         built = build(recipe)  # runner's own path: data split, normalization, seeded model, loss
         loader = built.loaders["train"]
         x, y = loader.x, loader.y
@@ -191,7 +214,7 @@ def run_case(case: str, rounds: int, warmup: int, clock: str, diagnostics: bool)
 
         run = RunDir(new_run_dir(folder / "runs", recipe.name))
         run.write_recipe(recipe.to_yaml())
-        times: dict[str, list[float]] = {n: [] for n in ("hand", "dataloader", "dltrain", "loop only")}
+        times: dict[str, list[list[float]]] = {n: [] for n in ("hand", "dataloader", "dltrain", "loop only")}
 
         hand_model = copy.deepcopy(model0)
         hand_opt = torch.optim.Adam(hand_model.parameters())  # defaults: lr 1e-3, no foreach on CPU
@@ -205,15 +228,16 @@ def run_case(case: str, rounds: int, warmup: int, clock: str, diagnostics: bool)
             "loop only": lambda: loop_epoch(loop_learner, loop_state, loader),
         }
 
-        # a fresh order each round: no contender always follows the same one (whose garbage,
-        # heap or cache state it would inherit)
+        # a fresh order each round: no contender always follows the same one
         shuffler = random.Random(0)
         order = [name for _ in range(warmup + rounds) for name in shuffler.sample(list(times), len(times))]
-        interleave = Interleave(order, others, times, CLOCKS[clock])
+        interleave = Interleave(order, others, times, CLOCKS[clock], block)
         # the callbacks runner._train_and_record gives a run at default settings, in its order
         log = recipe.log
         callbacks = [NonFiniteGuard(), MetricsFile(run), TensorBoard(run, histograms=log.histograms),
                      Checkpointer(run, built.monitor, built.mode, built.min_delta), interleave]
+        if not checkpoints:
+            callbacks = [cb for cb in callbacks if not isinstance(cb, Checkpointer)]
         if log.diagnostics:
             callbacks.insert(0, Diagnostics(run, fixed_batch(loader), log.diagnostics_every,
                                             tensorboard=log.tensorboard))
@@ -224,25 +248,28 @@ def run_case(case: str, rounds: int, warmup: int, clock: str, diagnostics: bool)
         if state.stop is None or state.stop.status != "completed":
             raise SystemExit(f"dltrain's run did not complete: {state.stop}")
         interleave.run_others()
-        assert (run.checkpoints / "last.pt").is_file() and (run.path / "metrics.csv").is_file()
-        label = "dltrain" if log.diagnostics else "dltrain, diagnostics off"
-        print_table(case, times, warmup, len(loader), x.shape, state.history[-1]["train_loss"], clock, label)
+        assert (run.path / "metrics.csv").is_file() and (run.checkpoints / "last.pt").is_file() == checkpoints
+        label = "dltrain" + ("" if log.diagnostics else ", diagnostics off") + \
+            ("" if checkpoints else ", no checkpoints (a measurement, not a configuration)")
+        print_table(case, times, warmup, len(loader), x.shape, state.history[-1]["train_loss"], clock, label, block)
 
 
 def print_table(case: str, times: dict, warmup: int, steps: int, shape, final_loss: float, clock: str,
-                label: str) -> None:
-    kept = {name: values[warmup:] for name, values in times.items()}
+                label: str, block: int) -> None:
+    # one value per round and contender: the median of its block's timed epochs
+    kept = {name: [statistics.median(b) for b in blocks[warmup:]] for name, blocks in times.items()}
     rounds = len(kept["hand"])
     hand = statistics.median(kept["hand"])
     print(f"\n{case}: x {tuple(shape)}, batch {BATCH}, {steps} steps/epoch, {rounds} rounds "
-          f"(+{warmup} warm-up), {clock} clock, torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
+          f"(+{warmup} warm-up) of {block}-epoch blocks (first epoch untimed), {clock} clock, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
           f"dltrain's train_loss after the last epoch {final_loss:.4f}; {label}")
     print(f"{'contender':<12} {'median s':>9} {'vs hand':>8} {'paired':>8} {'best':>8} {'us/step':>8} {'iqr':>6}")
     for name, values in kept.items():
         median = statistics.median(values)
         paired = statistics.median(v / h for v, h in zip(values, kept["hand"]))  # same round
         q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (median, median, median)
-        best = min(values) / min(kept["hand"])  # fastest epochs: the least disturbed by other processes
+        best = min(values) / min(kept["hand"])  # fastest rounds: the least disturbed by other processes
         print(f"{name:<12} {median:>9.4f} {median / hand:>7.3f}x {paired:>7.3f}x {best:>7.3f}x {1e6 * median / steps:>8.1f} "
               f"{(q3 - q1) / median:>5.0%}")
 
@@ -254,11 +281,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="wall seconds or CPU seconds")
     parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--block", type=int, default=3, help="epochs per contender per round (the first untimed)")
     parser.add_argument("--no-diagnostics", action="store_true", help="dltrain run with log.diagnostics: false")
+    parser.add_argument("--no-checkpoints", action="store_true",
+                        help="dltrain run without its Checkpointer: what the checkpoints cost (no recipe runs so)")
     args = parser.parse_args(argv)
+    if args.block < 2:
+        parser.error("--block must be at least 2: the first epoch of a block is not timed")
     torch.set_num_threads(args.threads)
     for case in CASES if args.case == "all" else [args.case]:
-        run_case(case, args.rounds, args.warmup, args.clock, not args.no_diagnostics)
+        run_case(case, args.rounds, args.warmup, args.clock, not args.no_diagnostics, not args.no_checkpoints,
+                 args.block)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,16 @@ from typing import Any, Callable
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = False,
-                 previous: Path | None = None) -> None:
+                 previous: Path | None = None, also: Path | None = None, durable: bool = True) -> None:
     """Write via `write(handle)` into a temp file beside `path`, fsync, then os.replace.
 
     With `previous`, the file being replaced is kept under that name (moved only once the new
     one is complete on disk), so a valid older copy survives a new one that turns out bad.
-    On any failure the temp file is removed and `path` is untouched; an OSError names `path`.
+    With `also`, that file is replaced by the same new file too: a second name (hard link) for
+    it, so the data is written and fsynced once (a copy where the file system has no links).
+    `durable=False` skips the fsyncs: the rename still makes the write atomic for a killed
+    process, but a power cut may lose it (for files that can be rebuilt from a durable one).
+    On any failure the temp file is removed and `path` is untouched; an OSError names the file.
     A second stop signal waits until the write is done (signals.deferred)."""
     from dltrain.signals import deferred
 
@@ -43,10 +47,13 @@ def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = Fal
             with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as handle:
                 write(handle)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             if previous is not None and path.exists():
                 os.replace(path, previous)
                 moved = True
+            if also is not None:
+                _second_name(Path(tmp), also, durable)
             os.replace(tmp, path)
         except BaseException as exc:
             with _suppress():
@@ -55,9 +62,33 @@ def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = Fal
                 with _suppress():
                     os.replace(previous, path)  # put the old file back where it was
             if isinstance(exc, OSError) and exc.errno is not None:
-                raise _naming(exc, path) from exc
+                raise _naming(exc, Path(exc.filename) if exc.filename and Path(exc.filename) == also else path) from exc
             raise
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
+
+
+def _second_name(tmp: Path, target: Path, durable: bool) -> None:
+    """Replace `target` by the complete file `tmp`, which keeps its own name: a hard link made
+    under a temporary name and renamed over `target`; a copy where links are not supported."""
+    import shutil
+    link = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        try:
+            os.link(tmp, link)
+        except OSError:  # no hard links here (some network and FAT file systems): a copy
+            shutil.copyfile(tmp, link)
+            if durable:
+                fd = os.open(link, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        os.replace(link, target)
+    except OSError as exc:
+        with _suppress():
+            os.unlink(link)
+        raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
 
 
 def _naming(exc: OSError, path: Path) -> OSError:
@@ -277,10 +308,13 @@ class RunDir:
     def write_summary(self, summary: dict) -> None:
         write_json(self.path / "summary.json", summary)
 
-    def write_metrics(self, rows: list[dict], *, later: bool = False) -> None:
-        """The whole metrics.csv, rewritten atomically each epoch (a few KB: cheaper than a torn append)."""
+    def write_metrics(self, rows: list[dict], *, later: bool = False, durable: bool = True) -> None:
+        """The whole metrics.csv, rewritten atomically each epoch (a few KB: cheaper than a torn append).
+        `durable=False` skips the fsyncs (see atomic_write): for the epochs of a run, whose rows the
+        checkpoint holds too, so a resume rewrites the file whatever a power cut left of it."""
         content = self._metrics.text(rows)
-        self._write(lambda: atomic_write(self.path / "metrics.csv", lambda h: h.write(content)), later)
+        self._write(lambda: atomic_write(self.path / "metrics.csv", lambda h: h.write(content), durable=durable),
+                    later)
 
     def append_jsonl(self, name: str, rows: list[dict], *, sync: bool = True) -> None:
         """Append whole JSON lines with one write: earlier lines are never rewritten, and a kill can at
@@ -302,7 +336,7 @@ class RunDir:
     def save_checkpoint(self, name: str, state: dict, previous: str | None = None, *,
                         also: str | None = None, later: bool = False) -> Path:
         """checkpoints/<name>; with `previous`, the checkpoint it replaces is kept under that name;
-        with `also`, the same bytes go to checkpoints/<also> too (serialized once).
+        with `also`, checkpoints/<also> becomes the same file too (serialized, written and fsynced once).
         The state is serialized here, on the calling thread, even when written `later`."""
         import torch
         buffer = io.BytesIO()
@@ -312,9 +346,8 @@ class RunDir:
 
         def write() -> None:
             atomic_write(path, lambda h: h.write(data), binary=True,
-                         previous=self.checkpoints / previous if previous else None)
-            if also is not None:
-                atomic_write(self.checkpoints / also, lambda h: h.write(data), binary=True)
+                         previous=self.checkpoints / previous if previous else None,
+                         also=self.checkpoints / also if also else None)
 
         self._write(write, later)
         return path

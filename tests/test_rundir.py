@@ -136,3 +136,75 @@ def test_metrics_rendered_a_row_at_a_time_equal_the_whole_table_rendered_at_once
         assert table.text(rows) == _full_rendering(rows)
     resumed = [dict(r) for r in rows[:3]]  # a resumed run's rows: other objects, fewer of them
     assert table.text(resumed) == _full_rendering(resumed)
+
+
+# --- one write for last.pt and best.pt; fsyncs only where durability needs them ---------------
+
+import errno  # noqa: E402
+
+
+def _fsyncs(monkeypatch) -> list[str]:
+    """Count fsyncs, by the name of what was synced (a file or a folder)."""
+    seen, real = [], os.fsync
+
+    def fsync(fd):
+        seen.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return seen
+
+
+def test_last_and_best_become_one_file_written_and_fsynced_once(tmp_path, monkeypatch):
+    run = RunDir(tmp_path)
+    run.save_checkpoint("last.pt", {"epoch": 1})
+    fsyncs = _fsyncs(monkeypatch)
+    run.save_checkpoint("last.pt", {"epoch": 2}, previous="previous.pt", also="best.pt")
+    last, best = run.checkpoints / "last.pt", run.checkpoints / "best.pt"
+    assert last.read_bytes() == best.read_bytes() and last.stat().st_ino == best.stat().st_ino
+    assert len([f for f in fsyncs if f.endswith(".tmp")]) == 1  # the data, once
+    assert fsyncs.count("checkpoints") == 1  # every rename, once
+    run.save_checkpoint("last.pt", {"epoch": 3}, previous="previous.pt")  # not an improvement
+    import torch
+    assert torch.load(best, weights_only=True) == {"epoch": 2}  # a new last.pt leaves best.pt alone
+    assert torch.load(last, weights_only=True) == {"epoch": 3}
+    assert torch.load(run.checkpoints / "previous.pt", weights_only=True) == {"epoch": 2}
+    assert not temp_files(tmp_path)
+
+
+def test_without_hard_links_best_is_a_durable_copy(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(os, "link", no_links)
+    run = RunDir(tmp_path)
+    fsyncs = _fsyncs(monkeypatch)
+    run.save_checkpoint("last.pt", {"epoch": 1}, also="best.pt")
+    last, best = run.checkpoints / "last.pt", run.checkpoints / "best.pt"
+    assert last.read_bytes() == best.read_bytes() and last.stat().st_ino != best.stat().st_ino
+    assert len([f for f in fsyncs if f.endswith(".tmp")]) == 2 and not temp_files(tmp_path)
+
+
+def test_a_best_checkpoint_that_cannot_be_placed_is_an_error_naming_it_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    run = RunDir(tmp_path)
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if os.path.basename(dst) == "best.pt":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match=r"Input/output error: '.*best\.pt'"):
+        run.save_checkpoint("last.pt", {"epoch": 1}, also="best.pt")
+    assert not temp_files(tmp_path)
+
+
+def test_metrics_of_an_epoch_are_not_fsynced_and_those_of_the_run_end_are(tmp_path, monkeypatch):
+    """Epoch rewrites of metrics.csv skip fsync (the checkpoint holds the same rows); the end's is durable."""
+    run = RunDir(tmp_path)
+    fsyncs = _fsyncs(monkeypatch)
+    run.write_metrics([{"epoch": 1, "loss": 0.5}], durable=False)
+    assert fsyncs == [] and (tmp_path / "metrics.csv").read_text().startswith("epoch,loss")
+    run.write_metrics([{"epoch": 1, "loss": 0.5}])
+    assert len(fsyncs) == 2  # the file, then its folder
