@@ -337,7 +337,7 @@ def test_overhead_benchmark_runs_and_prints_every_contender():
                             cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""}, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    for name in ("hand", "dataloader", "dltrain", "loop only"):
+    for name in ("hand", "dataloader", "loop only", "loop+logging", "run, diag off", "run"):
         assert f"\n{name} " in result.stdout
 
 
