@@ -16,6 +16,7 @@ Costs, and why they stay small (bench/diagnostics_overhead.py measures them):
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
@@ -23,6 +24,7 @@ from dltrain.diagnostics.forensics import FlightRecorder, describe, replay, sugg
 from dltrain.diagnostics.probes import Probe, Reading, probe_pass
 from dltrain.rundir import RunDir, write_json
 from dltrain.train.callbacks import Callback, FitState, StopTraining
+from dltrain.train.records import TensorBoard
 
 RECORDS_FILE = "diagnostics.jsonl"
 FORENSICS_FILE = "forensics.json"
@@ -76,6 +78,7 @@ class Diagnostics(Callback):
         self.step_armed = False
         self.busy = False  # a probe pass or a replay is running: the hooks below stand aside
         self.writer = None
+        self.last_flush = time.monotonic()
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -204,7 +207,9 @@ class Diagnostics(Callback):
             for record in self.unwritten:
                 for name, value in summary_scalars(record).items():
                     writer.add_scalar(f"diagnostics/{name}", value, record["step"])
-            writer.flush()
+            if sync or time.monotonic() - self.last_flush >= TensorBoard.FLUSH_SECONDS:
+                writer.flush()  # waits for TensorBoard's writer thread: as often as the TensorBoard callback
+                self.last_flush = time.monotonic()
         self.unwritten = []
 
     def _tensorboard(self):
