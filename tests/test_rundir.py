@@ -51,6 +51,22 @@ def test_background_writes_land_in_the_order_submitted_and_wait_returns_once_all
     assert not _writer_threads()  # a finished run leaves no thread behind
 
 
+def test_a_writer_left_open_ends_by_itself_once_idle(monkeypatch):
+    """A forgotten close() cannot keep a process alive: the worker (not a daemon) ends when idle."""
+    monkeypatch.setattr(BackgroundWrites, "IDLE_SECONDS", 0.1)
+    writes = BackgroundWrites()
+    writes.submit(lambda: None)
+    writes.wait()
+    deadline = time.monotonic() + 5
+    while _writer_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _writer_threads()
+    done = []
+    writes.submit(lambda: done.append(1))  # a later write starts a new worker
+    writes.close()
+    assert done == [1] and not _writer_threads()
+
+
 def test_a_failed_background_write_cancels_the_writes_after_it_and_is_raised_to_the_submitter(tmp_path):
     writes, seen = BackgroundWrites(), []
     release = threading.Event()
