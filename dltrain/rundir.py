@@ -62,7 +62,8 @@ def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = Fal
                 with _suppress():
                     os.replace(previous, path)  # put the old file back where it was
             if isinstance(exc, OSError) and exc.errno is not None:
-                raise _naming(exc, Path(exc.filename) if exc.filename and Path(exc.filename) == also else path) from exc
+                named = also if also is not None and exc.filename == str(also) else path  # _second_name's own
+                raise _naming(exc, named) from exc
             raise
         if durable:
             _fsync_dir(path.parent)

@@ -7,8 +7,9 @@ while the main thread is writing a file: durable writes run in a `deferred()` se
 signal that arrives inside one takes effect only when the write has finished, so it can never
 leave a half-written file behind. Writes handed to the background writer thread are never cut
 short (signals interrupt only the main thread), and its thread is not a daemon: a process
-stopped at once still finishes the write in progress before it exits. Once training is over, signals are only noted until the run's final
-records (summary.json, run.json) are written. The previous handlers are restored afterwards.
+stopped at once still finishes the write in progress before it exits. Once training is over,
+signals are only noted until the run's final records (summary.json, run.json) are written. The
+previous handlers are restored afterwards.
 """
 
 from __future__ import annotations

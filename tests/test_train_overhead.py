@@ -347,3 +347,12 @@ def test_records_cost_benchmark_runs_and_prints_both_cases():
     assert result.returncode == 0, result.stderr
     for case in ("synthetic", "digits"):
         assert f"{case}: epoch " in result.stdout and "Checkpointer.on_epoch_end" in result.stdout
+
+
+def test_background_work_benchmark_runs_and_prints_every_variant():
+    result = subprocess.run([sys.executable, "bench/background_work.py", "--rounds", "1"],
+                            cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    for name in ("nothing", "serialize here", "serialize there", "3 fsynced files", "1 fsynced + link", "no fsync"):
+        assert f"\n{name} " in result.stdout

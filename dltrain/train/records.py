@@ -20,10 +20,9 @@ SPLIT_METRICS = ("loss", "accuracy", "mae", "rmse")
 class MetricsFile(Callback):
     """metrics.csv: one row per epoch, rewritten atomically.
 
-    An epoch's rewrite is not fsynced: each fsync, even on the writer thread, slowed training
-    by ~5% of a small model's epoch (bench/overhead.py), and the checkpoint written with it holds
-    the same rows, so `dltrain resume` rebuilds the file after a power cut. The run's end writes
-    it durably."""
+    An epoch's rewrite is not fsynced: fsyncs slow training even from the writer thread
+    (bench/background_work.py), and the checkpoint written in the same epoch holds the same rows,
+    so `dltrain resume` rebuilds the file after a power cut. The run's end writes it durably."""
 
     def __init__(self, run: RunDir):
         self.run = run
