@@ -34,13 +34,12 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
 
-from dltrain.rundir import BackgroundWrites, atomic_write
+from dltrain.rundir.writer import BackgroundWrites, atomic_write
 
 sys.path.insert(0, str(Path(__file__).parent))
 from overhead import hand_epoch  # noqa: E402  (the same minimal loop)

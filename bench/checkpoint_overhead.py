@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from dltrain.recipe import load_recipe
-from dltrain.runner import execute
+from dltrain.recipe.load import load_recipe
+from dltrain.runner.execute import execute
 
 VARIANTS = {"epoch ends only": [], "every 10 steps": ["train.checkpoint_every_steps=10"],
             "every step": ["train.checkpoint_every_steps=1"]}

@@ -28,9 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dltrain.recipe import load_recipe  # noqa: E402
-from dltrain.runner import execute  # noqa: E402
-from dltrain.train.callbacks import Callback  # noqa: E402
+from dltrain.recipe.load import load_recipe  # noqa: E402
+from dltrain.runner.execute import execute  # noqa: E402
+from dltrain.train.events import Callback  # noqa: E402
 
 
 class Baton:
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
     import torch
-    from dltrain.recipe import LogSpec
+    from dltrain.recipe.schema import LogSpec
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); diagnostics every "
           f"{LogSpec().diagnostics_every} steps (the default); 2 x {args.epochs} epochs per configuration, interleaved")

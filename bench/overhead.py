@@ -71,14 +71,17 @@ from torch.utils.data import DataLoader, TensorDataset
 from dltrain.components import OPTIMIZERS, SCHEDULES
 from dltrain.components.schedules import LRSchedule
 from dltrain.data.loader import ArrayLoader
-from dltrain.recipe import validate_document
-from dltrain.rundir import RunDir, new_run_dir
-from dltrain.runner import build
-from dltrain.diagnostics import Diagnostics
-from dltrain.diagnostics.commands import fixed_batch
-from dltrain.train.callbacks import Callback, FitState, NonFiniteGuard
+from dltrain.recipe.load import validate_document
+from dltrain.rundir.writer import RunDir, new_run_dir
+from dltrain.builder.objects import build
+from dltrain.features.diagnostics import Diagnostics
+from dltrain.diagnostics.probes import fixed_batch
+from dltrain.train.events import Callback, FitState
+from dltrain.features.nonfinite import NonFiniteGuard
 from dltrain.train.loop import Learner, fit
-from dltrain.train.records import Checkpointer, MetricsFile, TensorBoard
+from dltrain.features.checkpoints import Checkpointer
+from dltrain.features.metrics_file import MetricsFile
+from dltrain.features.tensorboard import TensorBoard
 
 CASES = {
     # name: (data section of the recipe, hidden widths)

@@ -27,11 +27,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import overhead  # noqa: E402  (the same recipes and learner as the overhead benchmark)
 
-from dltrain.rundir import BackgroundWrites, RunDir, new_run_dir  # noqa: E402
-from dltrain.runner import build  # noqa: E402
-from dltrain.train.callbacks import Callback, NonFiniteGuard  # noqa: E402
+from dltrain.rundir.writer import BackgroundWrites, RunDir, new_run_dir  # noqa: E402
+from dltrain.builder.objects import build  # noqa: E402
+from dltrain.train.events import Callback
+from dltrain.features.nonfinite import NonFiniteGuard  # noqa: E402
 from dltrain.train.loop import fit  # noqa: E402
-from dltrain.train.records import Checkpointer, MetricsFile, checkpoint_state  # noqa: E402
+from dltrain.features.checkpoints import Checkpointer, checkpoint_state
+from dltrain.features.metrics_file import MetricsFile  # noqa: E402
 
 
 class Timed(Callback):

@@ -22,16 +22,6 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(code)
-
-
-def _load(recipe: Path, overrides: list[str] | None):
-    from dltrain.recipe import load_recipe
-    return load_recipe(recipe, overrides or [])
-
-
 RUN_ARGS_HELP = ("more recipes (paths or globs) and/or dotted KEY=VALUE overrides for every recipe, values parsed "
                  "as YAML (optimizer.lr=0.01 model.hidden=[64,64]); an argument with `=` is an override")
 RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="the runs root: where run directories are")
@@ -44,42 +34,16 @@ def run(recipe: Path = typer.Argument(..., help=RECIPE_HELP),
         seeds: int = typer.Option(1, "--seeds", min=1, help="runs of each recipe, with seeds seed, seed+1, ..."),
         batch: Optional[str] = typer.Option(None, "--batch", help="name of the batch (default: <recipe name>-<time>)")):
     """Train a recipe; writes runs/<name>-<time>-<id>/. Several recipes or --seeds N: one batch (exit code: its worst run's)."""
-    from dltrain.batch import split_arguments
-
-    recipes, overrides = split_arguments([str(recipe), *(overrides or [])])
-    if len(recipes) > 1 or seeds > 1 or batch is not None:
-        _run_batch(recipes, overrides, seeds, batch, runs_dir)
-    from dltrain.runner import execute
-    from dltrain.progress import reporter_for
-    from dltrain.report import print_result
-
-    resolved = _load(recipes[0], overrides)
-    console = _console()
-    result = execute(resolved, runs_dir, reporter=reporter_for(console), argv=sys.argv)
-    print_result(console, result)
-    raise typer.Exit(result.exit_code)
-
-
-def _run_batch(recipes: list[Path], overrides: list[str], seeds: int, batch: str | None, runs_dir: Path) -> None:
-    from dltrain.batch import batch_name, plan, run_batch
-    planned = plan(recipes, overrides, seeds)
-    name = batch_name(planned, batch, runs_dir)
-    raise typer.Exit(run_batch(planned, runs_dir, name, _console(), sys.argv))
+    from dltrain.verbs.run import run as run_verb
+    raise typer.Exit(run_verb([str(recipe), *(overrides or [])], runs_dir, seeds, batch, _console()))
 
 
 @app.command()
 def validate(recipe: Path = typer.Argument(..., help=RECIPE_HELP),
              overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP)):
     """Check a recipe; print it resolved (defaults filled in) and a model summary. Trains nothing."""
-    from dltrain.report import print_model_summary
-    from dltrain.runner import build
-
-    resolved = _load(recipe, overrides)
-    built = build(resolved)
-    console = _console()
-    console.print(f"# {recipe}: valid. Resolved recipe:", style="bold green")
-    console.print(resolved.to_yaml(), markup=False, end="")
-    print_model_summary(console, built)
+    from dltrain.verbs.validate import validate as validate_verb
+    validate_verb(recipe, overrides or [], _console())
 
 
 @app.command()
@@ -87,21 +51,16 @@ def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initial
                                                             "augmentation, dataset, architecture, method (sweep) or "
                                                             "pruner (sweep); all when omitted")):
     """List the components a recipe can name, with their parameters and defaults."""
-    from dltrain.report import print_catalog
-    print_catalog(_console(), kind)
+    from dltrain.verbs.catalog import catalog as catalog_verb
+    catalog_verb(kind, _console())
 
 
 @app.command(name="list")
 def list_runs(runs_dir: Path = RUNS_DIR,
               limit: Optional[int] = typer.Option(None, "--limit", min=1, help="show only the newest N runs")):
     """The runs under the runs root, newest first: status, epochs, best monitored metric, test metrics, time."""
-    from dltrain.runs import all_runs
-    from dltrain.runview import print_list
-    runs = all_runs(runs_dir)
-    if not runs:
-        print(f"no runs under {runs_dir}", file=sys.stderr)
-        return
-    print_list(_console(), runs[:limit], runs_dir)
+    from dltrain.verbs.list_runs import list_runs as list_verb
+    list_verb(runs_dir, limit, _console())
 
 
 @app.command()
@@ -109,9 +68,8 @@ def show(run: Optional[str] = typer.Argument(None, help="a run directory, or a r
                                                         "under the runs root; the newest run when omitted"),
          runs_dir: Path = RUNS_DIR):
     """One run: resolved recipe, summary, a table of its epochs, and how it ended."""
-    from dltrain.runs import find_run
-    from dltrain.runview import print_show
-    print_show(_console(), find_run(run, runs_dir))
+    from dltrain.verbs.show import show as show_verb
+    show_verb(run, runs_dir, _console())
 
 
 @app.command()
@@ -125,65 +83,25 @@ def compare(runs: Optional[List[str]] = typer.Argument(None, help="run directori
             output_format: str = typer.Option("table", "--format", help="table, markdown, csv or json"),
             plot: Optional[Path] = typer.Option(None, "--plot", help="write learning curves to this PNG file")):
     """Runs side by side: differing recipe keys, then metrics; seed repeats as mean ± std, Welch's t-test vs the best."""
-    from dltrain.compare import build, render_csv, render_json, render_markdown, render_table
-    from dltrain.errors import UsageError, did_you_mean
-    from dltrain.runs import latest_batch, select
-
-    renderers = {"markdown": render_markdown, "csv": render_csv, "json": render_json}
-    if output_format not in ("table", *renderers):
-        raise UsageError(f"unknown format `{output_format}`{did_you_mean(output_format, ['table', *renderers])} "
-                         "(choose from: table, markdown, csv, json)")
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise UsageError(f"--plot writes a PNG image; give a file name ending in .png, not `{plot}`")
-    if runs:
-        chosen, title = select(runs, runs_dir), f"{' '.join(runs)}"
-    else:
-        name, chosen = latest_batch(runs_dir)
-        title = f"batch {name}"
-    if not chosen:
-        raise UsageError("no runs to compare")
-    comparison = build(chosen, title=f"{title}: {len(chosen)} run{'s' if len(chosen) != 1 else ''}",
-                       metric=metric, sort=sort)
-    if output_format == "table":
-        render_table(_console(), comparison)
-    else:
-        sys.stdout.write(renderers[output_format](comparison))
-    if plot is not None:
-        from dltrain.plots import plot_curves
-        plot_curves(comparison, plot)
-        print(f"learning curves: {plot}", file=sys.stderr)
+    from dltrain.verbs.compare import compare as compare_verb
+    compare_verb(runs or [], runs_dir, metric=metric, sort=sort, output_format=output_format, plot=plot,
+                 console=_console())
 
 
 @app.command()
 def board(runs_root: Path = typer.Argument(Path("runs"), help="the runs root (or one run directory)"),
           port: int = typer.Option(6006, "--port", min=0, max=65535, help="port on localhost; 0 picks a free one")):
     """Start TensorBoard on the runs root, bound to localhost; prints its URL. Ctrl-C stops it."""
-    from dltrain.board import check_root, launch, serve_forever
-    check_root(runs_root)
-    url = launch(runs_root, port)
-    print(f"TensorBoard on {runs_root}: {url}  (HParams dashboard: {url}#hparams; Ctrl-C stops it)", flush=True)
-    serve_forever()
+    from dltrain.verbs.board import board as board_verb
+    board_verb(runs_root, port)
 
 
 @app.command()
 def resume(run: Path = typer.Argument(..., help="run directory (or its name under --runs-dir)"),
            runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where to look for a bare run name")):
     """Continue an interrupted, killed or failed run from its last good checkpoint, in place."""
-    from dltrain.progress import reporter_for
-    from dltrain.report import print_result
-    from dltrain.resume import prepare_resume
-    from dltrain.runner import execute
-
-    point, recipe = prepare_resume(run, runs_dir)
-    console = _console()
-    console.print(f"resuming {point.run.path} from checkpoints/{point.source}: epoch {point.checkpoint['epoch']}, "
-                  f"step {point.checkpoint['step']}", markup=False)
-    try:
-        result = execute(recipe, point.run.path.parent, reporter=reporter_for(console), argv=sys.argv, resume=point)
-    finally:
-        point.lock.release()
-    print_result(console, result)
-    raise typer.Exit(result.exit_code)
+    from dltrain.verbs.resume import resume as resume_verb
+    raise typer.Exit(resume_verb(run, runs_dir, _console()))
 
 
 @app.command()
@@ -194,10 +112,8 @@ def sweep(recipe: Path = typer.Argument(..., help="recipe YAML file with a `swee
           plot: bool = typer.Option(False, "--plot", help="also write optimization-history and "
                                                           "parallel-coordinates PNGs")):
     """Search hyperparameters with Optuna: every trial is an ordinary run; re-running continues the sweep."""
-    from dltrain.sweep.driver import run_sweep
-
-    code = run_sweep(recipe, overrides or [], runs_dir, plot=plot, console=_console(), argv=sys.argv)
-    raise typer.Exit(code)
+    from dltrain.verbs.sweep import sweep as sweep_verb
+    raise typer.Exit(sweep_verb(recipe, overrides or [], runs_dir, plot, _console()))
 
 
 @app.command()
@@ -207,21 +123,8 @@ def diagnose(target: Path = typer.Argument(..., help="a run directory, or a reci
                                                  "against depth to this PNG, one line per recorded epoch")):
     """Say in plain words whether training is healthy: vanishing or exploding gradients, dead or
     saturated units, where a run diverged. On a recipe it trains nothing: one forward/backward."""
-    from dltrain.diagnostics.commands import diagnose_recipe, diagnose_run, resolve_run
-    from dltrain.diagnostics.report import print_diagnosis
-
-    if target.is_dir():
-        if overrides:
-            _fail("KEY=VALUE overrides apply to a recipe, not to a run directory")
-        diagnosis = diagnose_run(resolve_run(target))
-    elif target.is_file():
-        diagnosis = diagnose_recipe(target, overrides or [])
-    else:
-        _fail(f"{target}: no such run directory or recipe file")
-    if plot is not None:
-        from dltrain.diagnostics.plots import depth_figure, save_png
-        save_png(depth_figure(diagnosis.records), plot)
-    print_diagnosis(_console(), diagnosis, plot)
+    from dltrain.verbs.diagnose import diagnose as diagnose_verb
+    diagnose_verb(target, overrides or [], plot, _console())
 
 
 @app.command()
@@ -234,16 +137,9 @@ def landscape(run_dir: Path = typer.Argument(..., metavar="RUN", help="a run dir
               checkpoint: str = typer.Option("last", "--checkpoint", help="last or best")):
     """Loss along 1-D and 2-D random filter-normalized directions around a run's weights (Li et al. 2018);
     writes landscape.png and landscape.json into the run directory."""
-    from dltrain.diagnostics.commands import landscape_run, resolve_run
-    from dltrain.diagnostics.report import print_landscape
-
-    if checkpoint not in ("last", "best"):
-        _fail(f"--checkpoint: expected `last` or `best`, got `{checkpoint}`")
-    if not run_dir.is_dir():
-        _fail(f"{run_dir}: no such run directory")
-    run = resolve_run(run_dir)
-    result = landscape_run(run, points=points, span=span, samples=samples, seed=seed, checkpoint=checkpoint)
-    print_landscape(_console(), run, result)
+    from dltrain.verbs.landscape import landscape_verb
+    landscape_verb(run_dir, points=points, span=span, samples=samples, seed=seed, checkpoint=checkpoint,
+                   console=_console())
 
 
 def quiet_thread_waits() -> None:
@@ -260,7 +156,7 @@ def quiet_thread_waits() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point; `argv` lets tests call the real CLI in-process. Always ends in SystemExit."""
     quiet_thread_waits()
-    from dltrain.errors import DataError, RecipeError, UsageError
+    from dltrain.core.errors import DataError, RecipeError, UsageError
 
     try:
         app(args=argv, prog_name="dltrain")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_dirs, tiny_recipe, write_recipe
+from conftest import tiny_recipe
 
 
 def stateful_recipe(**train) -> dict:

@@ -39,7 +39,7 @@ def test_cnn_without_pooling_keeps_the_map_size_and_norm_adds_gains():
 
 
 def test_cnn_that_pools_below_one_pixel_is_a_recipe_error():
-    from dltrain.errors import RecipeError
+    from dltrain.core.errors import RecipeError
     with pytest.raises(RecipeError, match="model.channels.*below 1x1"):
         make((1, 8, 8), arch="cnn", channels=[4, 4, 4, 4])
 

@@ -332,9 +332,9 @@ def test_a_batch_goes_on_after_a_failed_run_and_stops_at_an_interrupt(monkeypatc
 
     from rich.console import Console
 
-    import dltrain.batch
-    import dltrain.report
-    import dltrain.runner
+    import dltrain.runner.batch
+    import dltrain.runner.execute
+    import dltrain.views.result
 
     def run_batch_with(codes):
         started = []
@@ -343,11 +343,11 @@ def test_a_batch_goes_on_after_a_failed_run_and_stops_at_an_interrupt(monkeypatc
             started.append(recipe.seed)
             return SimpleNamespace(exit_code=codes[len(started) - 1])
 
-        monkeypatch.setattr(dltrain.runner, "execute", fake_execute)
-        monkeypatch.setattr(dltrain.report, "print_result", lambda console, result: None)
-        monkeypatch.setattr(dltrain.batch, "print_batch", lambda console, name, root: None)
+        monkeypatch.setattr(dltrain.runner.execute, "execute", fake_execute)
+        monkeypatch.setattr(dltrain.views.result, "print_result", lambda console, result: None)
+        monkeypatch.setattr(dltrain.runner.batch, "print_batch", lambda console, name, root: None)
         recipes = [SimpleNamespace(name="r", seed=s) for s in range(len(codes))]
-        code = dltrain.batch.run_batch(recipes, tmp_path, "b", Console(file=io.StringIO()), [])
+        code = dltrain.runner.batch.run_batch(recipes, tmp_path, "b", Console(file=io.StringIO()), [])
         return code, started
 
     assert run_batch_with([0, 0, 0]) == (0, [0, 1, 2])
@@ -358,7 +358,7 @@ def test_a_batch_goes_on_after_a_failed_run_and_stops_at_an_interrupt(monkeypatc
 
 def test_a_sweep_is_compared_by_default_as_a_batch_named_after_its_study(tmp_path):
     import json as jsonmod
-    from dltrain.runs import all_runs, latest_batch
+    from dltrain.rundir.reader import all_runs, latest_batch
     root = tmp_path / "runs"
     for i, (name, info) in enumerate([("older", {"batch": "b1"}), ("t0", {"sweep": {"name": "study", "trial": 0}}),
                                       ("t1", {"sweep": {"name": "study", "trial": 1}})]):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from dltrain.data import DATASETS, prepare
-from dltrain.errors import DataError
-from dltrain.recipe import validate_document
+from dltrain.core.errors import DataError
+from dltrain.recipe.load import validate_document
 from conftest import tiny_recipe
 
 

@@ -11,9 +11,9 @@ from dltrain.diagnostics.forensics import FlightRecorder, replay
 from dltrain.diagnostics.landscape import filter_normalized_direction, landscape, mean_loss
 from dltrain.diagnostics.probes import Probe, probe_pass, unroll
 from dltrain.diagnostics.verdicts import judge
-from dltrain.rundir import RunDir, read_jsonl
-from dltrain.train.callbacks import FitState
-from dltrain.train.records import Checkpointer
+from dltrain.rundir.writer import RunDir, read_jsonl
+from dltrain.train.events import FitState
+from dltrain.features.checkpoints import Checkpointer
 
 
 def batch(n=64, features=4, classes=2, seed=0):

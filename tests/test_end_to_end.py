@@ -43,7 +43,7 @@ def test_run_json_tells_how_the_run_ended(finished_run):
 
 
 def test_resolved_recipe_holds_the_override_and_repeats_the_run(finished_run):
-    from dltrain.recipe import load_recipe
+    from dltrain.recipe.load import load_recipe
     run, _ = finished_run
     recipe = load_recipe(run / "recipe.yaml")
     assert recipe.optimizer.lr == 0.02 and recipe.name == "tiny"
@@ -137,7 +137,7 @@ def test_validate_prints_the_resolved_recipe_and_a_model_summary(cli, tmp_path):
 
 
 def test_catalog_lists_every_registry_entry(cli):
-    from dltrain.report import registries
+    from dltrain.views.catalog import registries
     result = cli("catalog")
     assert result.code == 0
     for registry in registries().values():

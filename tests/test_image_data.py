@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_dirs, tiny_recipe, write_recipe
 from dltrain.data import DATASETS, prepare
-from dltrain.errors import DataError
+from dltrain.core.errors import DataError
 
 
 def data_spec(**params):

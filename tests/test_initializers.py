@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dltrain.components import INITIALIZERS
-from dltrain.recipe import validate_document
+from dltrain.recipe.load import validate_document
 from conftest import tiny_recipe
 
 

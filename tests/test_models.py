@@ -5,7 +5,7 @@ import torch
 
 from dltrain.models import build_model
 from dltrain.models.build import summarize
-from dltrain.recipe import validate_document
+from dltrain.recipe.load import validate_document
 from conftest import tiny_recipe
 
 

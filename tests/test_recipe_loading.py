@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from dltrain.errors import RecipeError
-from dltrain.recipe import load_recipe
-from dltrain.yamlio import parse_yaml
+from dltrain.core.errors import RecipeError
+from dltrain.recipe.load import load_recipe
+from dltrain.core.yamlio import parse_yaml
 from conftest import REPO, tiny_recipe, write_recipe
 
 
@@ -80,7 +80,7 @@ def test_name_defaults_to_the_file_stem(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_recipe_validates_and_builds(path: Path):
-    from dltrain.runner import build
+    from dltrain.builder.objects import build
     recipe = load_recipe(path)
     if recipe.data.name in ("mnist", "fashion_mnist", "cifar10"):
         return  # needs downloaded files; its schema was still checked above

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dltrain.recipe import load_recipe
+from dltrain.recipe.load import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 NEEDS_A_RUN = {"transfer-digits-b", "transfer-digits-b-scratch"}  # B loads from A's run: checked in test_transfer
@@ -16,7 +16,7 @@ NAMES = ["cnn-digits", "resnet-digits", "lstm-adding", "gru-adding", "lstm-sine"
 
 @pytest.mark.parametrize("name", NAMES)
 def test_recipe_validates_and_builds(name):
-    from dltrain.runner import build
+    from dltrain.builder.objects import build
     recipe = load_recipe(RECIPES / f"{name}.yaml", ["device=cpu"])
     assert recipe.name == name
     if name == "transfer-digits-b-scratch":

@@ -10,7 +10,7 @@ import random
 import torch
 
 from conftest import run_dirs, tiny_recipe, write_recipe
-from dltrain.train.records import HistoryText, decode_history, rng_state, set_rng_state
+from dltrain.features.checkpoints import HistoryText, decode_history, rng_state, set_rng_state
 
 
 def test_history_as_json_text_reads_back_the_same_numbers_bit_for_bit():

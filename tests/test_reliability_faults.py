@@ -15,7 +15,7 @@ import pytest
 from conftest import run_dirs, tiny_recipe, write_recipe
 from reliability_tools import (load, one_torch_thread, signal_self_at_step, stateful_recipe, status,  # noqa: F401
                                temp_files)
-from dltrain.rundir import atomic_write, new_run_dir
+from dltrain.rundir.writer import atomic_write, new_run_dir
 
 
 def test_a_runs_root_that_cannot_be_created_is_a_clear_error(cli, tmp_path):
@@ -54,7 +54,7 @@ def test_a_permission_error_on_the_runs_root_is_a_clear_error(cli, tmp_path, mon
 
 
 def test_disk_full_during_a_save_fails_clearly_keeps_the_last_checkpoint_and_resume_works(cli, tmp_path, monkeypatch):
-    from dltrain import rundir
+    from dltrain.rundir import writer as rundir
     recipe = write_recipe(tmp_path / "stateful.yaml", stateful_recipe())
     real_write = rundir.atomic_write
     saves = {"n": 0, "last_before": None}
@@ -166,7 +166,7 @@ def test_an_existing_run_directory_is_never_reused(tmp_path, monkeypatch):
 
 def test_the_lock_tells_a_live_run_from_a_killed_one(tmp_path):
     from reliability_tools import dead_pid
-    from dltrain.lock import RunLock, RunLocked, lock_owner
+    from dltrain.rundir.lock import RunLock, RunLocked, lock_owner
     assert lock_owner(tmp_path) is None
     with RunLock.acquire(tmp_path):
         assert lock_owner(tmp_path)["pid"] == os.getpid()

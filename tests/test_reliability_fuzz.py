@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import tiny_recipe, write_recipe
-from dltrain.errors import RecipeError
-from dltrain.recipe import Recipe, load_recipe
+from dltrain.core.errors import RecipeError
+from dltrain.recipe.schema import Recipe
+from dltrain.recipe.load import load_recipe
 
 FUZZ = settings(max_examples=int(os.environ.get("DLTRAIN_FUZZ_EXAMPLES", "120")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

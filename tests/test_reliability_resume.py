@@ -139,7 +139,7 @@ def test_a_run_killed_before_any_status_update_is_resumed_from_its_checkpoint(cl
 def test_resume_of_a_run_in_use_is_refused_with_its_owner(cli, tmp_path, monkeypatch):
     import os
     import socket
-    from dltrain.lock import RunLock
+    from dltrain.rundir.lock import RunLock
     _, run = interrupted_run(cli, tmp_path, monkeypatch, 4)
     with RunLock.acquire(run):  # a live process holds the run
         result = cli("resume", run)

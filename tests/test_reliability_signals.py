@@ -19,8 +19,8 @@ import pytest
 from conftest import REPO, run_dirs, tiny_recipe, write_recipe
 from reliability_tools import (ONE_THREAD, assert_same_run, dltrain, load, one_torch_thread,  # noqa: F401
                                stateful_recipe, status, temp_files)
-from dltrain.rundir import atomic_write
-from dltrain.signals import stop_signals
+from dltrain.rundir.writer import atomic_write
+from dltrain.core.signals import stop_signals
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_sigkill_at_any_moment_leaves_a_checkpoint_that_resumes_exactly(cli, tmp
 STARTER = """
 import sys, time
 from pathlib import Path
-import dltrain.cli, dltrain.runner, dltrain.train.records  # the slow imports, before the start line
+import dltrain.cli, dltrain.runner.execute, dltrain.features.checkpoints  # the slow imports, before the start line
 ready, go = Path(sys.argv[1]), Path(sys.argv[2])
 ready.touch()
 while not go.exists():

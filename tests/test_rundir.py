@@ -2,7 +2,7 @@
 
 import json
 
-from dltrain.rundir import RunDir
+from dltrain.rundir.writer import RunDir
 
 
 def test_an_append_after_a_torn_line_drops_the_torn_part_and_keeps_every_whole_line(tmp_path):
@@ -32,8 +32,8 @@ import time  # noqa: E402
 
 import pytest  # noqa: E402
 
-from dltrain.rundir import BackgroundWrites, MetricsTable, atomic_write  # noqa: E402
-from dltrain.signals import stop_signals  # noqa: E402
+from dltrain.rundir.writer import BackgroundWrites, MetricsTable, atomic_write  # noqa: E402
+from dltrain.core.signals import stop_signals  # noqa: E402
 from reliability_tools import temp_files  # noqa: E402
 
 

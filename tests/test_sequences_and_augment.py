@@ -118,7 +118,7 @@ def test_only_training_batches_are_augmented():
     from dltrain.components.schedules import LRSchedule
     from dltrain.components import SCHEDULES
     from dltrain.data.loader import ArrayLoader
-    from dltrain.train.callbacks import FitState
+    from dltrain.train.events import FitState
     from dltrain.train.loop import Learner
 
     seen = []

@@ -14,7 +14,7 @@ import torch
 from conftest import REPO
 from dltrain.components.schedules import LRSchedule
 from dltrain.data.loader import ArrayLoader
-from dltrain.train.callbacks import Callback, FitState
+from dltrain.train.events import Callback, FitState
 from dltrain.train.loop import Learner
 from dltrain.train.metrics import MetricSums
 
@@ -196,7 +196,7 @@ def test_losses_not_yet_logged_cross_a_mid_epoch_checkpoint_and_are_logged_once(
                         "step": state.step}, tmp_path / "mid.pt")
             raise StopTraining("interrupted", "test")
 
-    from dltrain.train.callbacks import StopTraining
+    from dltrain.train.events import StopTraining
     first = LogRecorder()
     learner, state = learner_and_state(first)
     state.callbacks.append(SaveAtStep())
@@ -254,9 +254,9 @@ def _scalars(folder, tag):
 
 
 def test_tensorboard_batch_losses_are_every_log_point_with_the_time_it_was_logged(tmp_path):
-    from dltrain.rundir import RunDir
+    from dltrain.rundir.writer import RunDir
     from dltrain.train.loop import fit
-    from dltrain.train.records import TensorBoard
+    from dltrain.features.tensorboard import TensorBoard
 
     x, y = _data()
     model = _model()
@@ -290,8 +290,8 @@ def test_tensorboard_batch_losses_are_every_log_point_with_the_time_it_was_logge
 
 
 def test_tensorboard_hands_batch_losses_over_at_once_when_a_burst_is_due(tmp_path):
-    from dltrain.rundir import RunDir
-    from dltrain.train.records import TensorBoard
+    from dltrain.rundir.writer import RunDir
+    from dltrain.features.tensorboard import TensorBoard
 
     board = TensorBoard(RunDir(tmp_path / "run"))
     board.BURST_SECONDS = 0.0  # long epochs: points reach the writer while the epoch runs
@@ -311,9 +311,9 @@ def test_tensorboard_hands_batch_losses_over_at_once_when_a_burst_is_due(tmp_pat
 def test_tensorboard_waits_for_its_writer_at_most_once_per_flush_interval_and_at_the_end(tmp_path):
     """A flush waits for TensorBoard's writer thread: once every FLUSH_SECONDS (TensorBoard rereads
     every 5 s), not every epoch; the run's end flushes and closes, so every event is in the files."""
-    from dltrain.rundir import RunDir
-    from dltrain.train.callbacks import FitState
-    from dltrain.train.records import TensorBoard
+    from dltrain.rundir.writer import RunDir
+    from dltrain.train.events import FitState
+    from dltrain.features.tensorboard import TensorBoard
 
     board = TensorBoard(RunDir(tmp_path / "run"))
     state = FitState(learner=None, epochs=5, callbacks=[board])

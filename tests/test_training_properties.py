@@ -5,7 +5,8 @@ import torch
 
 from dltrain.components.schedules import LRSchedule
 from dltrain.data.loader import ArrayLoader
-from dltrain.train.callbacks import EarlyStopping, FitState, StopTraining
+from dltrain.features.early_stopping import EarlyStopping
+from dltrain.train.events import FitState, StopTraining
 from dltrain.train.loop import Clip, Learner, Penalty, fit
 
 
@@ -175,7 +176,7 @@ def test_fit_reports_divergence_with_epoch_and_step():
     x, y = torch.randn(64, 4), torch.randn(64, 1)
     y[40] = float("inf")  # the batch holding sample 40 has an infinite loss
     learner = make_learner(model, lr=0.01, log_every=1)
-    from dltrain.train.callbacks import NonFiniteGuard
+    from dltrain.features.nonfinite import NonFiniteGuard
     state = fit(learner, ArrayLoader(x, y, 16, shuffle=False), None,
                 FitState(learner=learner, epochs=3, callbacks=[NonFiniteGuard()]))
     assert state.stop.status == "diverged"

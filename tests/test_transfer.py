@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import run_dirs, write_recipe
-from dltrain.recipe import load_recipe
-from dltrain.rundir import load_checkpoint
+from dltrain.recipe.load import load_recipe
+from dltrain.rundir.writer import load_checkpoint
 
 BODY = {"arch": "cnn", "channels": [4], "hidden": [6], "norm": "batch"}
 
@@ -26,7 +26,7 @@ def digits_recipe(classes, model, **extra):
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory):
     """Model A: the CNN trained on digits 0-7 (module-scoped: trained once for these tests)."""
-    from dltrain.runner import execute
+    from dltrain.runner.execute import execute
     root = tmp_path_factory.mktemp("a")
     recipe = write_recipe(root / "a.yaml", {**digits_recipe(list(range(8)), BODY, limit=300), "name": "digits-a"})
     result = execute(load_recipe(recipe), root / "runs", argv=["test"])
@@ -43,7 +43,7 @@ def model_state(run) -> dict:
 
 
 def test_frozen_parameters_are_bit_identical_after_training_and_the_new_head_trains(cli, tmp_path, source_run):
-    from dltrain.runner import build
+    from dltrain.builder.objects import build
     recipe = write_recipe(tmp_path / "b.yaml", task_b(source_run, freeze="all_but_head", reset_head=True))
     initial_head = build(load_recipe(recipe)).model.head.weight.detach().clone()
     result = cli("run", recipe)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from dltrain.registry import Registry
-from dltrain.types import Finite, PositiveFloat, PositiveInt
+from dltrain.core.registry import Registry
+from dltrain.core.types import Finite, PositiveFloat, PositiveInt
 
 ACTIVATIONS = Registry("activation")
 register = ACTIVATIONS.register

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from dltrain.registry import Registry
-from dltrain.types import Finite, NonNegativeFloat, PositiveFloat
+from dltrain.core.registry import Registry
+from dltrain.core.types import Finite, NonNegativeFloat, PositiveFloat
 
 INITIALIZERS = Registry("initializer")
 register = INITIALIZERS.register

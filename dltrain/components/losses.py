@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dltrain.registry import Registry
-from dltrain.types import Fraction, PositiveFloat
+from dltrain.core.registry import Registry
+from dltrain.core.types import Fraction, PositiveFloat
 
 LOSSES = Registry("loss")
 register = LOSSES.register

@@ -11,8 +11,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from dltrain.registry import Registry
-from dltrain.types import NonNegativeFloat, PositiveFloat
+from dltrain.core.registry import Registry
+from dltrain.core.types import NonNegativeFloat, PositiveFloat
 
 OPTIMIZERS = Registry("optimizer")
 register = OPTIMIZERS.register

@@ -13,14 +13,13 @@ the step count and, for `plateau`, a few numbers.
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 from pydantic import Field
 
-from dltrain.registry import Registry, Spec
-from dltrain.types import default_mode, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
-
-from typing import Annotated
+from dltrain.core.registry import Registry, Spec
+from dltrain.core.metrics import default_mode
+from dltrain.core.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
 
 
 class ScheduleSpec(Spec):

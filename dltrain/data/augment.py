@@ -13,9 +13,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from dltrain.errors import Problem, RecipeError
-from dltrain.registry import Registry
-from dltrain.types import NonNegativeFloat, NonNegativeInt, PositiveInt
+from dltrain.core.errors import Problem, RecipeError
+from dltrain.core.registry import Registry
+from dltrain.core.types import NonNegativeFloat, NonNegativeInt, PositiveInt
 
 AUGMENTATIONS = Registry("augmentation")
 register = AUGMENTATIONS.register

@@ -14,8 +14,8 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
+from dltrain.core.errors import DataError
 from dltrain.data.registry import DATASETS, Arrays
-from dltrain.errors import DataError
 
 register = DATASETS.register
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dltrain.core.errors import DataError
 from dltrain.data.registry import DATASETS, Arrays, DataSpec
-from dltrain.errors import DataError
 
 
 @dataclass

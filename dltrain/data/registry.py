@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from dltrain.core.registry import Registry, Spec
+from dltrain.core.types import PositiveInt
 from dltrain.data.augment import AUGMENTATIONS
-from dltrain.registry import Registry, Spec
-from dltrain.types import PositiveInt
 
 Task = Literal["classification", "regression"]
 

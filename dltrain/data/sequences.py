@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
+from dltrain.core.types import NonNegativeFloat
 from dltrain.data.registry import DATASETS, Arrays
-from dltrain.types import NonNegativeFloat
 
 register = DATASETS.register
 SampleCount = Annotated[int, Field(ge=10)]

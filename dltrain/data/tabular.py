@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
+from dltrain.core.errors import DataError
+from dltrain.core.types import NonNegativeFloat
 from dltrain.data.registry import DATASETS, Arrays
-from dltrain.errors import DataError
-from dltrain.types import NonNegativeFloat, PositiveInt
 
 register = DATASETS.register
 SampleCount = Annotated[int, Field(ge=10)]
@@ -135,7 +135,7 @@ def csv(seed, /, *, path: str, target: str, features: list[str] | None = None,
     wanted = features if features is not None else [c for c in columns if c != target]
     for name in [target, *wanted]:
         if name not in columns:
-            from dltrain.errors import did_you_mean
+            from dltrain.core.errors import did_you_mean
             raise DataError(f"data: column `{name}` is not in {file}{did_you_mean(name, columns)} "
                             f"(columns: {', '.join(columns)})")
     try:

@@ -1,6 +1,2 @@
-"""Training-health diagnostics: per-layer statistics (probes), verdicts, non-finite forensics and
-loss landscapes. See docs/diagnostics.md."""
-
-from dltrain.diagnostics.callback import Diagnostics
-
-__all__ = ["Diagnostics"]
+"""Diagnostics as analysis: probes of a model's layers, verdicts on their records, divergence forensics,
+loss landscapes. The callback that schedules them during training is features/diagnostics.py."""

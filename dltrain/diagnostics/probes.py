@@ -447,3 +447,13 @@ def probe_pass(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, prob
         torch.cuda.set_rng_state_all(cuda_rng)
     model.train(was_training)
     return reading
+
+
+PROBE_BATCH = (64, 1024)  # the fixed probe batch: the training batch size, kept within these bounds
+
+
+def fixed_batch(loader):
+    """The first samples of the training split in stored order (the split itself is a seeded shuffle):
+    the same batch at initialization and at every probe epoch, so depth profiles are comparable."""
+    size = min(max(loader.batch_size, PROBE_BATCH[0]), PROBE_BATCH[1], loader.n)
+    return loader.x[:size], loader.y[:size]

@@ -1,7 +1,7 @@
 """Architectures: a registry of builders `(input_shape, outputs) -> nn.Module`."""
 
-from dltrain.models.registry import ARCHITECTURES, ModelSpec
-from dltrain.models import mlp, conv, recurrent, external  # noqa: F401  (register the architectures)
+from dltrain.models import conv, external, mlp, recurrent  # noqa: F401  (register the architectures)
 from dltrain.models.build import build_model
+from dltrain.models.registry import ARCHITECTURES, ModelSpec
 
 __all__ = ["ARCHITECTURES", "ModelSpec", "build_model"]

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from dltrain.errors import Problem, RecipeError
-from dltrain.models.registry import ARCHITECTURES, LAYOUT_SHAPES, accepted_layouts, layout_of
+from dltrain.core.errors import Problem, RecipeError
+from dltrain.models.forward import dry_forward
+from dltrain.models.registry import (
+    ARCHITECTURES,
+    LAYOUT_SHAPES,
+    accepted_layouts,
+    layout_of,
+)
 
 # What to suggest when an architecture does not fit the data's layout.
 SUGGEST = {"flat": "mlp (for 8x8 digits as images: data.as_images: true)", "sequence": "rnn, lstm or gru",
@@ -49,7 +55,6 @@ def build_for_data(spec, data, outputs: int):
 
 def summarize(model, input_shape: tuple[int, ...]) -> list[dict]:
     """One row per leaf module: name, type, output shape, parameter count (from a 2-sample forward)."""
-    import torch
 
     rows: list[dict] = []
     hooks = []
@@ -71,17 +76,3 @@ def summarize(model, input_shape: tuple[int, ...]) -> list[dict]:
         for h in hooks:
             h.remove()
     return rows
-
-
-def dry_forward(model, input_shape: tuple[int, ...]) -> None:
-    """One forward of 2 zero samples, without gradients and in eval mode (so batch-norm statistics and
-    dropout are untouched), for hooks to record what they see; the training mode is restored."""
-    import torch
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            device = next(model.parameters()).device
-            model(torch.zeros(2, *input_shape, device=device))
-    finally:
-        model.train(was_training)

@@ -7,11 +7,21 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from dltrain.components import ACTIVATIONS
-from dltrain.errors import Problem, RecipeError
-from dltrain.models.layers import (ActivationSpec, Dropout, InitSpec, Norm, NormPosition, check_bias_init,
-                                   check_dropout, dropout_rates, init_weights, norm_layer)
+from dltrain.core.errors import Problem, RecipeError
+from dltrain.core.types import Fraction, PositiveInt
+from dltrain.models.layers import (
+    ActivationSpec,
+    Dropout,
+    InitSpec,
+    Norm,
+    NormPosition,
+    check_bias_init,
+    check_dropout,
+    dropout_rates,
+    init_weights,
+    norm_layer,
+)
 from dltrain.models.registry import ARCHITECTURES, accepts
-from dltrain.types import Fraction, PositiveInt
 
 Pool = Literal["max", "avg", "none"]
 OddKernel = Annotated[int, Field(ge=1, le=15)]

@@ -11,7 +11,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from dltrain.errors import Problem, RecipeError, did_you_mean
+from dltrain.core.errors import Problem, RecipeError, did_you_mean
+from dltrain.models.forward import head_prefix, probe_forward
 from dltrain.models.registry import ARCHITECTURES, accepts
 
 
@@ -122,36 +123,3 @@ def custom(input_shape, outputs, /, *, target: str, kwargs: dict[str, Any] = {})
         raise RecipeError([Problem("model.target", f"{target} returned {type(model).__name__}, not a torch.nn.Module")])
     probe_forward(model, input_shape, "model.target", target)
     return model
-
-
-def probe_forward(model, input_shape, key: str, what: str):
-    """One forward pass on 2 zero samples: a model that cannot take this data fails here, before any run."""
-    import torch
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return model(torch.zeros(2, *input_shape))
-    except Exception as exc:  # any failure means: this model does not fit this input
-        raise RecipeError([Problem(key, f"{what} cannot take inputs of shape {tuple(input_shape)}: "
-                                   f"{type(exc).__name__}: {exc}")]) from None
-    finally:
-        model.train(was_training)
-
-
-def head_prefix(model, input_shape) -> str:
-    """The name of the model's head: the last module with its own parameters to run in a forward pass.
-    (For dltrain's architectures that is `head`; for torchvision's resnet `net.fc`, for vgg `net.classifier.6`.)"""
-    from dltrain.models.build import dry_forward
-    order: list[str] = []
-    hooks = [module.register_forward_hook(lambda *_, name=name: order.append(name))
-             for name, module in model.named_modules()
-             if name and any(True for _ in module.parameters(recurse=False))]
-    try:
-        dry_forward(model, input_shape)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    if not order:
-        raise RecipeError([Problem("model", "the model has no parameters: nothing to train")])
-    return order[-1]

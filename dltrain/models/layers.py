@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from dltrain.components import ACTIVATIONS, INITIALIZERS
-from dltrain.types import Fraction
+from dltrain.core.types import Fraction
 
 ActivationSpec = ACTIVATIONS.spec_type
 InitSpec = INITIALIZERS.spec_type

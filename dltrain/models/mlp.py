@@ -5,10 +5,20 @@ from __future__ import annotations
 import math
 
 from dltrain.components import ACTIVATIONS
-from dltrain.models.layers import (ActivationSpec, Dropout, InitSpec, Norm, NormPosition, check_bias_init,
-                                   check_dropout, dropout_rates, init_weights, norm_layer)
+from dltrain.core.types import PositiveInt
+from dltrain.models.layers import (
+    ActivationSpec,
+    Dropout,
+    InitSpec,
+    Norm,
+    NormPosition,
+    check_bias_init,
+    check_dropout,
+    dropout_rates,
+    init_weights,
+    norm_layer,
+)
 from dltrain.models.registry import ARCHITECTURES
-from dltrain.types import PositiveInt
 
 
 def _check(spec) -> None:

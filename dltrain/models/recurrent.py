@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from dltrain.core.types import Finite, Fraction, PositiveInt
 from dltrain.models.layers import InitSpec, check_bias_init, init_weights
 from dltrain.models.registry import ARCHITECTURES, accepts
-from dltrain.types import Finite, Fraction, PositiveInt
 
 Output = Literal["last", "sequence"]
 Layers = Annotated[int, Field(ge=1, le=16)]

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dltrain.registry import Registry, Spec
+from dltrain.core.registry import Registry, Spec
 
 # The layout of one sample, told apart by rank: (F,) flat features, (T, F) a sequence of T steps,
 # (C, H, W) an image.

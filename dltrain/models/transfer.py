@@ -8,7 +8,8 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from dltrain.errors import Problem, RecipeError, did_you_mean
+from dltrain.core.errors import Problem, RecipeError, did_you_mean
+from dltrain.models.forward import head_prefix
 
 
 def resolve_source(text: str) -> Path:
@@ -81,7 +82,6 @@ def apply_transfer(model, spec, input_shape) -> dict:
     """Load (`from`), then freeze (`freeze`). Returns what was done, for run.json. Raises RecipeError."""
     if spec.from_ is None and spec.freeze is None:
         return {}
-    from dltrain.models.external import head_prefix
     head = head_prefix(model, input_shape)
     record: dict = {"head": head}
     if spec.from_ is not None:

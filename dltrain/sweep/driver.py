@@ -15,11 +15,12 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from dltrain.errors import DataError, Problem, RecipeError, UsageError
-from dltrain.recipe import CLASSIFICATION_METRICS, REGRESSION_METRICS, load_document, load_recipe, validate_document
+from dltrain.components.search import METHODS, PRUNERS
+from dltrain.core.errors import DataError, Problem, RecipeError, UsageError
+from dltrain.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from dltrain.recipe.load import load_document, load_recipe, validate_document
+from dltrain.recipe.sweep import SweepSpec
 from dltrain.sweep import study as studies
-from dltrain.sweep.methods import METHODS, PRUNERS
-from dltrain.sweep.spec import SweepSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_SIGINT = 0, 1, 130
 
@@ -94,7 +95,7 @@ def _open_and_plan(storage, name: str, spec: SweepSpec, recipe, where: str):
 def _check_runnable(doc: dict, spec: SweepSpec, source: str) -> int:
     """Build the base recipe once (data, model) and check the metric is recorded: bad input fails here,
     before any study or run exists. Returns the epochs of one run."""
-    from dltrain.runner import build
+    from dltrain.builder.objects import build
 
     recipe = validate_document({k: v for k, v in doc.items() if k != "sweep"}, source=source)
     built = build(recipe)

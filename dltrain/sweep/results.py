@@ -13,8 +13,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from dltrain.rundir import atomic_write, write_text
-from dltrain.sweep.spec import SweepSpec
+from dltrain.recipe.sweep import SweepSpec
+from dltrain.rundir.writer import atomic_write, write_text
 
 SHOWN = 10  # best trials in the table
 
@@ -131,7 +131,10 @@ def write_plots(study, folder: Path, metric: str) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
-    from optuna.visualization.matplotlib import plot_optimization_history, plot_parallel_coordinate
+    from optuna.visualization.matplotlib import (
+        plot_optimization_history,
+        plot_parallel_coordinate,
+    )
 
     written = []
     for filename, draw in (("optimization_history.png", plot_optimization_history),

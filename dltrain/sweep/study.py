@@ -21,7 +21,7 @@ import time
 import warnings
 from pathlib import Path
 
-from dltrain.errors import UsageError
+from dltrain.core.errors import UsageError
 
 SLOT = "dltrain_slot"  # user attr: which planned trial this is
 SPACE = "dltrain_space"  # study user attr: the search space fingerprint (SweepSpec.fingerprint)

@@ -15,9 +15,10 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dltrain.recipe import Recipe, apply_override, validate_document
-from dltrain.sweep.spec import SweepSpec
-from dltrain.train.callbacks import Callback, FitState, StopTraining, read_metric
+from dltrain.recipe.load import apply_override, validate_document
+from dltrain.recipe.schema import Recipe
+from dltrain.recipe.sweep import SweepSpec
+from dltrain.train.events import Callback, FitState, StopTraining, read_metric
 
 
 def trial_recipe(doc: dict, values: dict, *, name: str, seed_index: int = 0, source: str | None = None) -> Recipe:
@@ -72,7 +73,7 @@ def run_trial(trial, spec: SweepSpec, doc: dict, *, study_name: str, runs_root: 
 
     Raises KeyboardInterrupt when a run was interrupted, RecipeError/DataError when the trial's
     recipe cannot be built (a combination the checks of single values could not see)."""
-    from dltrain.runner import execute
+    from dltrain.runner.execute import execute
 
     values = spec.suggest(trial)
     outcome = Outcome("completed")

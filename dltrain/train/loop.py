@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dltrain.train.callbacks import FitState, StopTraining, fire
+from dltrain.train.events import FitState, StopTraining, fire
 from dltrain.train.metrics import MetricSums
 from dltrain.train.position import EpochProgress
 

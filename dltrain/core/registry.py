@@ -1,0 +1,194 @@
+"""Registries: every component kind (activations, initializers, optimizers, schedules, losses,
+datasets, architectures) is a table of short names -> factories.
+
+A factory's keyword-only parameters *are* the component's recipe parameters: their annotations
+and defaults become a frozen pydantic model, so a recipe is checked against the factory's own
+signature before anything runs, `dltrain validate` can print every default, and `dltrain catalog`
+is generated from the same table. Positional-only parameters are what the builder supplies
+(the parameters to optimize, the tensor to initialize, the input shape), never the recipe.
+
+Factories import torch inside their bodies, so validating a recipe and `dltrain catalog` stay light.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Annotated, Any, Callable, Literal, Optional, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    create_model,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from dltrain.core.errors import did_you_mean
+
+
+class Spec(BaseModel):
+    """Base of every generated component spec: strict and frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, validate_default=True)
+
+
+@dataclass
+class Entry:
+    name: str
+    description: str
+    factory: Callable[..., Any]
+    aliases: tuple[str, ...] = ()
+    check: Callable[[Any], Any] | None = None  # cross-parameter check on the validated spec
+    registry: "Registry" = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @cached_property
+    def params(self) -> dict[str, inspect.Parameter]:
+        """The recipe parameters: the factory's keyword-only parameters."""
+        sig = inspect.signature(self.factory, eval_str=True)
+        return {p.name: p for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+    @cached_property
+    def model(self) -> type[Spec]:
+        reg = self.registry
+        fields: dict[str, Any] = {reg.tag: (Literal[self.name], self.name)}
+        for p in self.params.values():
+            annotation = Any if p.annotation is inspect.Parameter.empty else p.annotation
+            default = ... if p.default is inspect.Parameter.empty else p.default
+            fields[p.name] = (annotation, default)
+        validators = {}
+        if self.check is not None:
+            check = self.check
+
+            def _check(spec):  # runs after every field validated
+                check(spec)
+                return spec
+
+            validators["cross_check"] = model_validator(mode="after")(_check)
+        title = reg.kind.title().replace("_", "") + self.name.title().replace("_", "")
+        return create_model(title, __base__=reg.base, __validators__=validators, **fields)
+
+    def describe_params(self) -> str:
+        parts = []
+        for p in self.params.values():
+            parts.append(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}")
+        return ", ".join(parts)
+
+
+class Registry:
+    """Short names (and aliases) -> Entry, for one kind of component."""
+
+    def __init__(self, kind: str, *, tag: str = "name", base: type[Spec] = Spec, what: str | None = None):
+        self.kind = kind  # "optimizer"
+        self.tag = tag  # the key that names the entry in a recipe: "name", or "arch" for models
+        self.base = base  # common fields every entry's spec has (data.batch_size, model.freeze, ...)
+        self.what = what or kind
+        self._entries: dict[str, Entry] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(self, name: str, *, description: str, aliases: tuple[str, ...] = (),
+                 check: Callable[[Any], Any] | None = None):
+        def decorate(factory):
+            entry = Entry(name, description, factory, tuple(aliases), check, self)
+            self._entries[name] = entry
+            for alias in aliases:
+                self._aliases[alias] = name
+            return factory
+
+        return decorate
+
+    def __contains__(self, name: str) -> bool:
+        return self.canonical(name) is not None
+
+    def canonical(self, name: str) -> str | None:
+        if name in self._entries:
+            return name
+        return self._aliases.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())
+
+    def entry(self, name: str) -> Entry:
+        canonical = self.canonical(name)
+        if canonical is None:
+            raise KeyError(self.unknown_message(name))
+        return self._entries[canonical]
+
+    def unknown_message(self, name: Any) -> str:
+        known = self.names() + list(self._aliases)
+        return (f"unknown {self.what} `{name}`{did_you_mean(str(name), known)} "
+                f"(choose from: {', '.join(self.names())})")
+
+    def _normalize(self, value: Any) -> Any:
+        """`relu` -> {name: relu}; aliases -> canonical names; unknown names -> a clear error."""
+        if isinstance(value, BaseModel):
+            return value
+        if isinstance(value, str):
+            value = {self.tag: value}
+        if not isinstance(value, dict):
+            raise PydanticCustomError(
+                "component_type",
+                "expected the name of a {what}, or a mapping with `{tag}` and its parameters; got {got}",
+                {"what": self.what, "tag": self.tag, "got": repr(value)})
+        if self.tag not in value:
+            raise PydanticCustomError("component_name", "missing `{tag}`: which {what}? (choose from: {names})",
+                                      {"tag": self.tag, "what": self.what, "names": ", ".join(self.names())})
+        name = value[self.tag]
+        canonical = self.canonical(name) if isinstance(name, str) else None
+        if canonical is None:
+            raise PydanticCustomError("component_unknown", self.unknown_message(name).replace("{", "{{").replace("}", "}}"))
+        return {**value, self.tag: canonical}
+
+    @cached_property
+    def spec_type(self) -> Any:
+        """The pydantic type of a field holding one of these components (a tagged union)."""
+        return self._annotated(optional=False)
+
+    @cached_property
+    def optional_spec_type(self) -> Any:
+        """As spec_type, also accepting null (e.g. `loss`, chosen from the task when absent)."""
+        return self._annotated(optional=True)
+
+    def _annotated(self, optional: bool) -> Any:
+        models = tuple(e.model for e in self._entries.values())
+        union: Any = Union[models] if len(models) > 1 else models[0]  # type: ignore[valid-type]
+        if optional:
+            union = Optional[union]
+
+        def normalize(value: Any) -> Any:
+            return None if optional and value is None else self._normalize(value)
+
+        # The discriminator must come before the BeforeValidator: the other way round, a bare name
+        # inside a list (`augment: [hflip]`) reaches the tagged union before it is normalized.
+        parts: list[Any] = [union]
+        if len(models) > 1:
+            parts.append(Field(discriminator=self.tag))
+        parts += [BeforeValidator(normalize), ComponentOf(self)]
+        return Annotated[tuple(parts)]  # type: ignore[return-value]
+
+    def build(self, spec: Spec, *args: Any) -> Any:
+        """Call the factory with the builder's positional arguments and the spec's parameters."""
+        entry = self.entry(getattr(spec, self.tag))
+        kwargs = {name: getattr(spec, name) for name in entry.params}
+        return entry.factory(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class ComponentOf:
+    """Annotated marker: this field holds a component of `registry` (used to find valid keys)."""
+
+    registry: Registry
+
+    def __hash__(self) -> int:
+        return id(self.registry)
+
+
+def params_of(spec: Spec, registry: Registry) -> dict[str, Any]:
+    entry = registry.entry(getattr(spec, registry.tag))
+    return {name: getattr(spec, name) for name in entry.params}

@@ -1,0 +1,13 @@
+"""Constrained value types shared by recipe specs and component signatures."""
+
+from typing import Annotated
+
+from pydantic import Field
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]  # e.g. a dropout rate or a split fraction
+UnitInterval = Annotated[float, Field(gt=0, le=1)]

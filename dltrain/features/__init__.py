@@ -1,0 +1,2 @@
+"""Features of a run, each a callback on the training loop's events: early stopping, the non-finite guard,
+checkpoints, metrics.csv, TensorBoard, HParams, progress, diagnostics."""

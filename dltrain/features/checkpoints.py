@@ -1,0 +1,121 @@
+"""Callbacks that record a run: metrics.csv, TensorBoard event files, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import torch
+
+from dltrain.rundir.writer import RunDir
+from dltrain.train.events import Callback, FitState, Monitor, read_metric
+
+CHECKPOINT_FORMAT = 1
+SPLIT_METRICS = ("loss", "accuracy", "mae", "rmse")
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    version, words, gauss = random.getstate()
+    # python's 625 state words as one tensor: as 625 ints they were most of a checkpoint's pickling time
+    python = {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss}
+    state = {"torch": torch.get_rng_state(), "python": python,
+             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    python = state["python"]
+    if isinstance(python, dict):
+        python = (python["version"], tuple(python["words"].tolist()), python["gauss"])
+    random.setstate(python)  # a tuple: a checkpoint written before the words became a tensor
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class HistoryText:
+    """The epoch history as one JSON string, for checkpoints. As a list of dicts, its keys and
+    numbers were most of a checkpoint's pickling time, growing with every epoch; JSON writes a
+    float in its shortest round-tripping form (NaN and infinities included), so a resumed run
+    reads back the very same numbers. Rows encoded once are kept, matched by identity."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.parts: list[str] = []
+
+    def encode(self, rows: list[dict]) -> str:
+        known = len(self.rows)
+        if len(rows) < known or any(a is not b for a, b in zip(rows, self.rows)):
+            self.rows, self.parts, known = [], [], 0
+        self.parts += [json.dumps(row) for row in rows[known:]]
+        self.rows = list(rows)
+        return "[" + ",".join(self.parts) + "]"
+
+
+def decode_history(history: str | list) -> list[dict]:
+    """A checkpoint's history: JSON text, or a list of dicts (checkpoints written before HistoryText)."""
+    return json.loads(history) if isinstance(history, str) else list(history)
+
+
+def checkpoint_state(state: FitState, history: HistoryText | None = None) -> dict:
+    """Everything needed to continue exactly: plain containers of tensors and numbers (and the
+    history as JSON text) only. `progress` is the position within the epoch for a mid-epoch
+    checkpoint, None at an epoch's end."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": state.epoch, "step": state.step,
+        "progress": state.progress.state_dict() if state.progress is not None else None,
+        "history": (history or HistoryText()).encode(state.history),
+        "learner": state.learner.state_dict(),
+        "callbacks": {type(cb).__name__: cb.state_dict() for cb in state.callbacks},
+        "rng": rng_state(),
+    }
+
+
+class Checkpointer(Callback):
+    """checkpoints/last.pt every epoch (and at on_checkpoint: every N steps, or on a stop signal),
+    the one it replaces kept as previous.pt; best.pt when the monitored metric improves.
+    Never after a divergence: a checkpoint holding non-finite weights is worse than none.
+    Put it after every other stateful callback: its snapshot must see their epoch-end updates."""
+
+    LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
+
+    def __init__(self, run: RunDir, monitor: str, mode: str, min_delta: float = 0.0):
+        self.run = run
+        self.monitor = Monitor(monitor, mode, min_delta)
+        self.history = HistoryText()
+
+    def _save_last(self, payload: dict, best: bool = False) -> None:
+        # serialized now, written by the run's background writer (on_fit_end waits for it)
+        self.run.save_checkpoint(self.LAST, payload, previous=self.PREVIOUS, also=self.BEST if best else None,
+                                 later=True)
+
+    def on_checkpoint(self, state: FitState) -> None:
+        weights = [p.detach() for p in state.learner.params]
+        if weights and not bool(torch.stack([torch.isfinite(w).all() for w in weights]).all()):
+            return  # one host sync, only at checkpoint time; the non-finite guard ends the run
+        self._save_last(checkpoint_state(state, self.history))
+
+    def on_epoch_end(self, state: FitState, logs: dict) -> None:
+        if not all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
+            return  # the non-finite guard stops this run; keep the last good checkpoint
+        improved = self.monitor.update(read_metric(logs, self.monitor.name), state.epoch)
+        self._save_last(checkpoint_state(state, self.history), best=improved)
+
+    def on_fit_end(self, state: FitState) -> None:
+        self.run.wait_for_writes()  # a stop signal's checkpoint is on disk before the process exits
+
+    def state_dict(self) -> dict:
+        return {"monitor": self.monitor.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.monitor.load_state_dict(state["monitor"])

@@ -1,0 +1,88 @@
+"""TensorBoard event files: train/ and validation/ under the same tags."""
+
+from __future__ import annotations
+
+import time
+
+from dltrain.features.checkpoints import SPLIT_METRICS
+from dltrain.rundir.writer import RunDir
+from dltrain.train.events import Callback, FitState
+
+
+class TensorBoard(Callback):
+    """Scalars in `train/` and `validation/` writers under the same tags, so TensorBoard overlays
+    the two curves on one chart (as Keras does); batch loss every log interval.
+
+    Batch-loss points are handed to the event writer in bursts (at the epoch's end, at a
+    checkpoint, or once `BURST_SECONDS` have passed), each with the wall time it was logged at:
+    one point at a time wakes TensorBoard's writer thread (whose pure-Python CRC then competes
+    with the training thread for the GIL) at every log interval, which measured ~10% of a small
+    model's epoch. The events are the same.
+
+    The event files are flushed at an epoch's end once `FLUSH_SECONDS` have passed since the
+    last flush (TensorBoard rereads them every 5 s, so a live chart misses nothing), and at the
+    run's end: a flush waits for the writer thread, ~0.3 ms an epoch."""
+
+    BURST_SECONDS = 30.0
+    FLUSH_SECONDS = 5.0
+
+    def __init__(self, run: RunDir, histograms: bool = False):
+        self.run, self.histograms = run, histograms
+        self.writers: dict = {}
+        self.purge: dict = {}
+        self.batch_points: list[tuple[int, float, float]] = []  # (step, mean loss, wall time)
+        self.last_burst = self.last_flush = time.monotonic()
+
+    def on_fit_start(self, state: FitState) -> None:
+        if state.step:  # resumed: hide points a killed process logged after its last checkpoint
+            self.purge = {"train": state.step + 1, "validation": state.epoch + 1}
+
+    def _writer(self, split: str):
+        if split not in self.writers:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writers[split] = SummaryWriter(log_dir=str(self.run.path / split), purge_step=self.purge.get(split))
+        return self.writers[split]
+
+    def on_log(self, state: FitState, losses: list[tuple[int, float]]) -> None:
+        if losses:
+            mean = sum(v for _, v in losses) / len(losses)
+            self.batch_points.append((losses[-1][0], mean, time.time()))
+            if time.monotonic() - self.last_burst >= self.BURST_SECONDS:
+                self._write_batch_points()
+
+    def _write_batch_points(self) -> None:
+        if self.batch_points:
+            train = self._writer("train")
+            for step, mean, walltime in self.batch_points:
+                train.add_scalar("batch_loss", mean, step, walltime=walltime)
+            self.batch_points.clear()
+        self.last_burst = time.monotonic()
+
+    def on_checkpoint(self, state: FitState) -> None:
+        self._write_batch_points()  # what precedes a mid-epoch checkpoint is no less kept than before
+
+    def on_epoch_end(self, state: FitState, logs: dict) -> None:
+        self._write_batch_points()
+        train, val = self._writer("train"), self._writer("validation")
+        epoch = state.epoch
+        for metric in SPLIT_METRICS:
+            if f"train_{metric}" in logs:
+                train.add_scalar(f"epoch_{metric}", logs[f"train_{metric}"], epoch)
+            if f"val_{metric}" in logs:
+                val.add_scalar(f"epoch_{metric}", logs[f"val_{metric}"], epoch)
+        train.add_scalar("epoch_learning_rate", logs["lr"], epoch)
+        for extra in ("grad_norm", "penalty"):
+            if extra in logs:
+                train.add_scalar(f"epoch_{extra}", logs[extra], epoch)
+        if self.histograms:
+            for name, param in state.learner.model.named_parameters():
+                train.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch)
+        if time.monotonic() - self.last_flush >= self.FLUSH_SECONDS:
+            for writer in self.writers.values():
+                writer.flush()
+            self.last_flush = time.monotonic()
+
+    def on_fit_end(self, state: FitState) -> None:
+        self._write_batch_points()  # those of an epoch cut short (diverged, interrupted)
+        for writer in self.writers.values():
+            writer.close()

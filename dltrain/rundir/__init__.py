@@ -1,0 +1,1 @@
+"""The run directory: its layout, the writer, the reader, the lock."""

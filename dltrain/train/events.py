@@ -1,0 +1,118 @@
+"""Callbacks: features of a run that hook into the loop at a fixed set of events.
+
+Events (the only ones; a misspelt method name is caught at registration):
+  on_fit_start(state)            before the first epoch (or after a resume)
+  on_epoch_start(state)
+  on_log(state, losses)          every `log.every_steps` optimizer steps: host copies of the
+                                 batch losses since the last log (the loop's one sync point)
+  on_checkpoint(state)           mid-epoch, after an optimizer step, when a step checkpoint is due
+                                 (train.checkpoint_every_steps) or a stop signal arrived;
+                                 state.progress holds the position within the epoch (None at an
+                                 epoch boundary)
+  on_epoch_end(state, logs)      after validation; logs = {"train_loss": ..., "val_loss": ..., ...}
+  on_fit_end(state)              always, also after a stop or an error (state.stop says why)
+A callback stops training by raising StopTraining; every callback still sees the epoch's end.
+on_epoch_start is not fired again when a resumed run continues an epoch from a mid-epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+EVENTS = ("on_fit_start", "on_epoch_start", "on_log", "on_checkpoint", "on_epoch_end", "on_fit_end")
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end training. status: completed|early_stopped|pruned|diverged|interrupted."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@dataclass
+class FitState:
+    """What the loop knows; callbacks read it (and the learner through it)."""
+
+    learner: Any
+    epochs: int  # planned
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    history: list[dict] = field(default_factory=list)  # logs of every completed epoch
+    stop: StopTraining | None = None
+    callbacks: list["Callback"] = field(default_factory=list)
+    progress: Any = None  # EpochProgress of the epoch under way (None between epochs)
+    checkpoint_every_steps: int = 0  # 0: checkpoints at epoch ends only
+    stop_request: Any = None  # signals.StopRequest: set by SIGINT/SIGTERM, read after every step
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop_request is not None and self.stop_request.signum is not None
+
+    def checkpoint_due(self, last_batch: bool) -> bool:
+        """After an optimizer step: is a mid-epoch checkpoint due? (The epoch end writes its own.)"""
+        if self.stop_requested:
+            return True
+        every = self.checkpoint_every_steps
+        return bool(every) and not last_batch and self.step % every == 0
+
+
+class Callback:
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in vars(cls):
+            if name.startswith("on_") and name not in EVENTS:
+                raise TypeError(f"{cls.__name__}.{name} is not a callback event (events: {', '.join(EVENTS)})")
+
+
+def fire(callbacks: list[Callback], event: str, *args) -> None:
+    """Call `event` on every callback; a StopTraining is raised after all of them ran."""
+    stop: StopTraining | None = None
+    for cb in callbacks:
+        method = getattr(cb, event, None)
+        if method is None:
+            continue
+        try:
+            method(*args)
+        except StopTraining as exc:
+            stop = stop or exc
+    if stop is not None:
+        raise stop
+
+
+class Monitor:
+    """Tracks the best value of one metric: improvement means better by more than min_delta."""
+
+    def __init__(self, name: str, mode: str, min_delta: float = 0.0):
+        self.name, self.mode, self.min_delta = name, mode, min_delta
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    def update(self, value: float, epoch: int) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best is None or (value < self.best - self.min_delta if self.mode == "min"
+                                 else value > self.best + self.min_delta):
+            self.best, self.best_epoch = value, epoch
+            return True
+        return False
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+
+
+def read_metric(logs: dict, name: str) -> float:
+    if name not in logs:
+        raise KeyError(f"metric `{name}` is not recorded by this run (recorded: {', '.join(sorted(logs))})")
+    return logs[name]

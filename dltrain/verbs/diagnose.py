@@ -1,0 +1,92 @@
+"""`dltrain diagnose`: plain-language verdicts on a run's records, or an initialization check of a recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dltrain.core.errors import UsageError
+from dltrain.diagnostics.probes import fixed_batch
+
+
+@dataclass
+class Diagnosis:
+    source: str
+    sections: list[tuple[str, list]] = field(default_factory=list)  # (heading, findings)
+    forensics: dict | None = None
+    records: list[dict] = field(default_factory=list)  # the probe records, for --plot
+
+
+def diagnose_recipe(path: Path, overrides: list[str]) -> Diagnosis:
+    """The initialization check alone: build the recipe, one forward/backward on a fixed batch."""
+    from dltrain.builder.objects import build
+    from dltrain.diagnostics.probes import Probe, probe_pass
+    from dltrain.diagnostics.verdicts import judge
+    from dltrain.recipe.load import load_recipe
+
+    recipe = load_recipe(path, overrides)
+    built = build(recipe)
+    x, y = fixed_batch(built.loaders["train"])
+    record = probe_pass(built.model, built.loss_fn, x, y, Probe(built.model)).to_host()
+    heading = (f"initialization check of {path} ({len(record['layers'])} layers, one forward/backward "
+               f"on {len(x)} training samples, loss {float(record['loss']):.4g})")
+    return Diagnosis(str(path), [(heading, judge(record))], records=[record])
+
+
+def diagnose_run(run: Path) -> Diagnosis:
+    from dltrain.diagnostics.verdicts import growth, judge, number, total_norms
+    from dltrain.features.diagnostics import FORENSICS_FILE, RECORDS_FILE
+    from dltrain.rundir.writer import read_json, read_jsonl
+
+    records_path = run / RECORDS_FILE
+    if not records_path.is_file():
+        raise UsageError(f"{run} has no {RECORDS_FILE} (the run had `log.diagnostics: false`, or it predates "
+                         f"diagnostics); run `dltrain diagnose {run / 'recipe.yaml'}` for the initialization check")
+    records = read_jsonl(records_path)
+    probes = [r for r in records if r.get("kind") == "probe"]
+    diagnosis = Diagnosis(str(run), records=probes)
+    picked = probes[:1] + probes[-1:] if len(probes) > 1 else probes
+    for record in picked:
+        diagnosis.sections.append((_heading(record), judge(record)))
+    history = total_norms(sorted(records, key=lambda r: r["step"]))
+    span = ""
+    if (run / FORENSICS_FILE).is_file():
+        diagnosis.forensics = read_json(run / FORENSICS_FILE)
+        replayed = diagnosis.forensics["grad_norm_history"]["replayed"]
+        history += [(row["step"], number(row["grad_norm"])) for row in replayed]
+        span = f", just before the run diverged at step {diagnosis.forensics['step']}" if replayed else ""
+    trend = growth(history, span)
+    if trend is not None:
+        diagnosis.sections.append(("during training", [trend]))
+    return diagnosis
+
+
+def _heading(record: dict) -> str:
+    from dltrain.diagnostics.verdicts import when
+    loss = record.get("loss")
+    loss_text = f", loss {float(loss):.4g}" if loss is not None else ""
+    return f"{when(record)} ({len(record['layers'])} layers{loss_text})"
+
+
+def resolve_run(target: Path) -> Path:
+    if (target / "run.json").is_file() or (target / "recipe.yaml").is_file():
+        return target
+    raise UsageError(f"{target} is not a run directory (no run.json inside)")
+
+
+def diagnose(target: Path, overrides: list[str], plot: Path | None, console) -> None:
+    """A run directory: its recorded diagnostics; a recipe file: the initialization check."""
+    from dltrain.views.diagnosis import print_diagnosis
+
+    if target.is_dir():
+        if overrides:
+            raise UsageError("KEY=VALUE overrides apply to a recipe, not to a run directory")
+        diagnosis = diagnose_run(resolve_run(target))
+    elif target.is_file():
+        diagnosis = diagnose_recipe(target, overrides)
+    else:
+        raise UsageError(f"{target}: no such run directory or recipe file")
+    if plot is not None:
+        from dltrain.views.diagnostic_figures import depth_figure, save_png
+        save_png(depth_figure(diagnosis.records), plot)
+    print_diagnosis(console, diagnosis, plot)

@@ -1,0 +1,49 @@
+"""`dltrain landscape`: the loss around a run's weights along random filter-normalized directions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dltrain.core.errors import UsageError
+
+
+def landscape_run(run: Path, *, points: int, span: float, samples: int, seed: int, checkpoint: str) -> dict:
+    """Loss landscape around a run's saved weights; writes landscape.json and landscape.png into the run."""
+    import torch
+
+    from dltrain.builder.objects import build
+    from dltrain.diagnostics.landscape import landscape
+    from dltrain.recipe.load import load_recipe
+    from dltrain.rundir.writer import load_checkpoint, write_json
+    from dltrain.views.diagnostic_figures import landscape_figure, save_png
+
+    path = run / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist: the run saved no `{checkpoint}` checkpoint "
+                         "(a run that diverged in its first epoch saves none)")
+    recipe = load_recipe(run / "recipe.yaml")
+    built = build(recipe)
+    built.model.load_state_dict(load_checkpoint(path, map_location=built.device)["learner"]["model"])
+    loader = built.loaders["train"]
+    generator = torch.Generator().manual_seed(seed)
+    take = torch.randperm(loader.n, generator=generator)[:min(samples, loader.n)].to(loader.x.device)
+    result = landscape(built.model, built.loss_fn, loader.x[take], loader.y[take], points=points, span=span,
+                       seed=seed)
+    result["checkpoint"] = checkpoint
+    write_json(run / "landscape.json", result)
+    save_png(landscape_figure(result), run / "landscape.png")
+    return result
+
+
+def landscape_verb(run_dir: Path, *, points: int, span: float, samples: int, seed: int, checkpoint: str,
+                   console) -> None:
+    from dltrain.verbs.diagnose import resolve_run
+    from dltrain.views.diagnosis import print_landscape
+
+    if checkpoint not in ("last", "best"):
+        raise UsageError(f"--checkpoint: expected `last` or `best`, got `{checkpoint}`")
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: no such run directory")
+    run = resolve_run(run_dir)
+    result = landscape_run(run, points=points, span=span, samples=samples, seed=seed, checkpoint=checkpoint)
+    print_landscape(console, run, result)

@@ -1,0 +1,23 @@
+"""`dltrain resume`: continue an interrupted, killed or failed run from its last good checkpoint, in place."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def resume(run: Path, runs_dir: Path, console) -> int:
+    from dltrain.features.progress import reporter_for
+    from dltrain.runner.execute import execute
+    from dltrain.runner.resume import prepare_resume
+    from dltrain.views.result import print_result
+
+    point, recipe = prepare_resume(run, runs_dir)
+    console.print(f"resuming {point.run.path} from checkpoints/{point.source}: epoch {point.checkpoint['epoch']}, "
+                  f"step {point.checkpoint['step']}", markup=False)
+    try:
+        result = execute(recipe, point.run.path.parent, reporter=reporter_for(console), argv=sys.argv, resume=point)
+    finally:
+        point.lock.release()
+    print_result(console, result)
+    return result.exit_code

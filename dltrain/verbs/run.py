@@ -1,0 +1,24 @@
+"""`dltrain run`: train one recipe, or several recipes and/or seeds as one named batch."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def run(arguments: list[str], runs_dir: Path, seeds: int, batch: str | None, console) -> int:
+    """Returns the exit code: the run's, or the batch's worst run's."""
+    from dltrain.runner.batch import batch_name, plan, run_batch, split_arguments
+
+    recipes, overrides = split_arguments(arguments)
+    if len(recipes) > 1 or seeds > 1 or batch is not None:
+        planned = plan(recipes, overrides, seeds)
+        return run_batch(planned, runs_dir, batch_name(planned, batch, runs_dir), console, sys.argv)
+    from dltrain.features.progress import reporter_for
+    from dltrain.recipe.load import load_recipe
+    from dltrain.runner.execute import execute
+    from dltrain.views.result import print_result
+
+    result = execute(load_recipe(recipes[0], overrides), runs_dir, reporter=reporter_for(console), argv=sys.argv)
+    print_result(console, result)
+    return result.exit_code

@@ -1,0 +1,17 @@
+"""`dltrain validate`: check a recipe and print it resolved, with a model summary. Trains nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def validate(recipe: Path, overrides: list[str], console) -> None:
+    from dltrain.builder.objects import build
+    from dltrain.recipe.load import load_recipe
+    from dltrain.views.model_summary import print_model_summary
+
+    resolved = load_recipe(recipe, overrides)
+    built = build(resolved)
+    console.print(f"# {recipe}: valid. Resolved recipe:", style="bold green")
+    console.print(resolved.to_yaml(), markup=False, end="")
+    print_model_summary(console, built)

@@ -1,0 +1,143 @@
+"""`dltrain list` and `dltrain show`: what the run directories under a runs root hold."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.table import Table
+
+from dltrain.rundir.reader import Run, finite
+
+STATUS_STYLE = {"completed": "green", "early_stopped": "green", "diverged": "red", "failed": "red",
+                "interrupted": "yellow", "running": "cyan"}
+EPOCH_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "train_mae", "train_rmse", "val_loss",
+                 "val_accuracy", "val_mae", "val_rmse", "grad_norm", "penalty", "seconds")
+
+
+def print_wide(console, table) -> None:
+    """On a terminal, fit its width; in a pipe or a file, never fold a row (scripts read them)."""
+    from rich.measure import Measurement
+    if console.is_terminal:
+        console.print(table)
+        return
+    from rich.console import Console
+    natural = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    Console(file=console.file, width=max(console.width, natural), highlight=False).print(table)
+
+
+def heading(console, text: str) -> None:
+    console.print(f"\n[bold]── {text}[/bold]")
+
+
+def _status(run: Run) -> str:
+    style = STATUS_STYLE.get(run.status, "")
+    return f"[{style}]{run.status}[/{style}]" if style else escape(run.status)
+
+
+def _number(value) -> str:
+    if not finite(value):
+        return "—" if value is None else str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
+
+
+def best_text(run: Run, with_name: bool = True) -> str:
+    s = run.summary
+    if s.get("best_value") is None:
+        return "—"
+    return f"{s['monitor'] + ' ' if with_name else ''}{_number(s['best_value'])} (epoch {s.get('best_epoch')})"
+
+
+def test_text(run: Run) -> str:
+    test = run.summary.get("test") or {}
+    return ", ".join(f"{k.removeprefix('test_')} {_number(v)}" for k, v in test.items()) or "—"
+
+
+def epochs_text(run: Run) -> str:
+    planned = run.epochs_planned
+    return f"{run.epochs_done}/{planned}" if planned else str(run.epochs_done)
+
+
+def time_text(run: Run) -> str:
+    return "—" if run.wall_time is None else f"{run.wall_time:.1f}s"
+
+
+def print_list(console, runs: list[Run], root) -> None:
+    table = Table(title=f"{len(runs)} run{'s' if len(runs) != 1 else ''} under {root}, newest first",
+                  title_justify="left")
+    with_batch = any(r.batch for r in runs)
+    for col in ("name", "status", "epochs", "best", "test", "time", "started") + (("batch",) if with_batch else ()):
+        table.add_column(col, justify="right" if col in ("epochs", "time") else "left", overflow="fold")
+    for run in runs:
+        cells = [escape(run.name), _status(run), epochs_text(run), best_text(run), test_text(run), time_text(run),
+                 run.started.replace("T", " ")[:19]]
+        table.add_row(*cells, *([escape(run.batch or "")] if with_batch else []))
+    print_wide(console, table)
+
+
+def print_show(console, run: Run) -> None:
+    info = run.info
+    console.print(f"[bold]{escape(run.name)}[/bold]  {_status(run)}  ({escape(str(run.path))})")
+    facts = [("started", info.get("started")), ("ended", info.get("ended")), ("device", info.get("device")),
+             ("seed", info.get("seed")), ("parameters", f"{run.parameters:,}" if run.parameters else None),
+             ("batch", run.batch), ("data", _data_text(info.get("data"))), ("loss", info.get("loss")),
+             ("command", " ".join(info.get("command") or []))]
+    for key, value in facts:
+        if value not in (None, ""):
+            console.print(f"  {key:<11}{value}", markup=False, soft_wrap=True)
+
+    heading(console, "resolved recipe")
+    console.print(run.recipe_text or "(recipe.yaml is missing)", markup=False, end="")
+
+    heading(console, "summary")
+    summary = Table(show_header=False)
+    summary.add_column("")
+    summary.add_column("", justify="right")
+    summary.add_row("epochs", epochs_text(run))
+    summary.add_row(f"best {run.summary.get('monitor', '')}".strip(), best_text(run, with_name=False))
+    for key, value in (run.summary.get("final") or {}).items():
+        summary.add_row(f"final {key}", _number(value))
+    for key, value in (run.summary.get("test") or {}).items():
+        summary.add_row(key, _number(value))
+    summary.add_row("time", time_text(run))
+    if run.parameters:
+        summary.add_row("parameters", f"{run.parameters:,}")
+    print_wide(console, summary)
+
+    heading(console, "per epoch")
+    print_epochs(console, run)
+
+    heading(console, "how it ended")
+    console.print(f"{run.status}: {info.get('stop_reason') or 'no stop reason recorded'}", markup=False)
+    error = run.path / "error.txt"
+    if error.is_file():
+        console.print(error.read_text(encoding="utf-8").rstrip(), markup=False, style="red")
+    if run.status == "running":
+        console.print(f"run.json says `running` (pid {info.get('pid')} on {info.get('host')}): either it is still "
+                      "going, or it was killed before it could record how it ended", markup=False)
+
+
+def print_epochs(console, run: Run) -> None:
+    history = run.history
+    if not history:
+        console.print("(no epoch finished: metrics.csv is missing or empty)")
+        return
+    columns = [c for c in EPOCH_COLUMNS if any(c in row for row in history)]
+    columns += [c for c in history[0] if c not in columns]
+    best_epoch = run.summary.get("best_epoch")
+    table = Table()
+    table.add_column("")
+    for col in columns:
+        table.add_column(col, justify="right")
+    for row in history:
+        mark = "best" if row.get("epoch") == best_epoch else ""
+        table.add_row(mark, *[_number(row.get(c)) if c != "lr" else f"{row.get(c, 0):.3g}" for c in columns],
+                      style="bold" if mark else None)
+    print_wide(console, table)
+
+
+def _data_text(data: dict | None) -> str | None:
+    if not data:
+        return None
+    return (f"{data.get('task')}, {data.get('train')} train / {data.get('val')} validation / "
+            f"{data.get('test')} test samples, batch size {data.get('batch_size')}")
