@@ -35,7 +35,8 @@ def identity():
     return nn.Identity()
 
 
-@register("sigmoid", probe=saturates(0.0, 1.0), description="1 / (1 + e^-x): saturates at 0 and 1, gradients vanish in deep stacks")
+@register("sigmoid", probe=saturates(0.0, 1.0),
+          description="1 / (1 + e^-x): saturates at 0 and 1, gradients vanish in deep stacks")
 def sigmoid():
     from torch import nn
     return nn.Sigmoid()

@@ -21,12 +21,14 @@ register = INITIALIZERS.register
 FanMode = Literal["fan_in", "fan_out"]
 
 
-@register("default", needs_matrix=False, description="leave the layer as PyTorch initialized it (Kaiming-uniform with a=sqrt(5) for Linear/Conv)")
+@register("default", needs_matrix=False,
+          description="leave the layer as PyTorch initialized it (Kaiming-uniform with a=sqrt(5) for Linear/Conv)")
 def default(tensor, /):
     return tensor  # PyTorch already initialized it when the layer was built
 
 
-@register("zeros", needs_matrix=False, description="all zeros: every unit in a layer stays identical (no symmetry breaking)")
+@register("zeros", needs_matrix=False,
+          description="all zeros: every unit in a layer stays identical (no symmetry breaking)")
 def zeros(tensor, /):
     import torch
     with torch.no_grad():
@@ -47,13 +49,15 @@ def uniform(tensor, /, *, low: Finite = -0.05, high: Finite = 0.05):
         return torch.nn.init.uniform_(tensor, low, high)
 
 
-@register("normal", needs_matrix=False, description="N(mean, std^2), default std 0.05 as in Keras; std: 1.0 is the textbook 'standard normal'")
+@register("normal", needs_matrix=False,
+          description="N(mean, std^2), default std 0.05 as in Keras; std: 1.0 is the textbook 'standard normal'")
 def normal(tensor, /, *, mean: Finite = 0.0, std: NonNegativeFloat = 0.05):
     import torch
     return torch.nn.init.normal_(tensor, mean, std)
 
 
-@register("truncated_normal", needs_matrix=False, description="N(mean, std^2) redrawn outside mean +- 2 std (Keras TruncatedNormal)")
+@register("truncated_normal", needs_matrix=False,
+          description="N(mean, std^2) redrawn outside mean +- 2 std (Keras TruncatedNormal)")
 def truncated_normal(tensor, /, *, mean: Finite = 0.0, std: NonNegativeFloat = 0.05):
     import torch
     return torch.nn.init.trunc_normal_(tensor, mean, std, a=mean - 2 * std, b=mean + 2 * std)
@@ -87,13 +91,15 @@ def he_normal(tensor, /, *, mode: FanMode = "fan_in", negative_slope: NonNegativ
     return torch.nn.init.kaiming_normal_(tensor, a=negative_slope, mode=mode, nonlinearity="leaky_relu")
 
 
-@register("lecun_uniform", needs_matrix=True, description="U(+-sqrt(3/fan_in)): variance 1/fan_in, for SELU (LeCun 1998)")
+@register("lecun_uniform", needs_matrix=True,
+          description="U(+-sqrt(3/fan_in)): variance 1/fan_in, for SELU (LeCun 1998)")
 def lecun_uniform(tensor, /):
     import torch
     return torch.nn.init.kaiming_uniform_(tensor, mode="fan_in", nonlinearity="linear")
 
 
-@register("lecun_normal", needs_matrix=True, description="truncated N(0, 1/fan_in): for SELU networks (Keras LecunNormal)")
+@register("lecun_normal", needs_matrix=True,
+          description="truncated N(0, 1/fan_in): for SELU networks (Keras LecunNormal)")
 def lecun_normal(tensor, /):
     import torch
     fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(tensor)
@@ -102,7 +108,8 @@ def lecun_normal(tensor, /):
     return torch.nn.init.trunc_normal_(tensor, 0.0, std, a=-2 * std, b=2 * std)
 
 
-@register("orthogonal", needs_matrix=True, description="a (semi-)orthogonal matrix times gain (Saxe 2014); good for recurrent weights")
+@register("orthogonal", needs_matrix=True,
+          description="a (semi-)orthogonal matrix times gain (Saxe 2014); good for recurrent weights")
 def orthogonal(tensor, /, *, gain: PositiveFloat = 1.0):
     import torch
     return torch.nn.init.orthogonal_(tensor, gain=gain)

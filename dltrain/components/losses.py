@@ -10,14 +10,16 @@ LOSSES = Registry("loss", plural="losses", facts={"task": Task})
 register = LOSSES.register
 
 
-@register("cross_entropy", task="classification", description="softmax cross-entropy on logits; label_smoothing, class_weights")
+@register("cross_entropy", task="classification",
+          description="softmax cross-entropy on logits; label_smoothing, class_weights")
 def cross_entropy(*, label_smoothing: Fraction = 0.0, class_weights: list[PositiveFloat] | None = None):
     import torch
     weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
     return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
 
 
-@register("bce", task="classification", description="binary cross-entropy on one logit (sigmoid inside); pos_weight for imbalance")
+@register("bce", task="classification",
+          description="binary cross-entropy on one logit (sigmoid inside); pos_weight for imbalance")
 def bce(*, pos_weight: PositiveFloat | None = None):
     import torch
     weight = None if pos_weight is None else torch.tensor([pos_weight], dtype=torch.float32)

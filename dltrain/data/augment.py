@@ -64,7 +64,8 @@ def translate(*, pixels: PositiveInt = 2):
     return transform
 
 
-@register("rotation", images_only=True, description="rotate by a random angle in [-degrees, degrees] (bilinear, zero fill)")
+@register("rotation", images_only=True,
+          description="rotate by a random angle in [-degrees, degrees] (bilinear, zero fill)")
 def rotation(*, degrees: Annotated[float, Field(gt=0, le=180)] = 15.0):
     import math
 

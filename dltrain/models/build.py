@@ -35,7 +35,8 @@ def fit_problems(spec, data_name: str, input_shape: tuple[int, ...], target_shap
     if layout not in wanted:
         expected = " or ".join(f"{w} {LAYOUT_SHAPES[w]}" for w in wanted)
         problems.append(Problem("model.arch", f"`{spec.arch}` takes {expected} inputs, but `{data_name}` gives "
-                                f"{layout} samples of shape {tuple(input_shape)}; for this data use {_suggest(layout)}"))
+                                f"{layout} samples of shape {tuple(input_shape)}; "
+                                f"for this data use {_suggest(layout)}"))
     per_step = len(target_shape) == 2  # (T, k): one target per time step
     sequence_out = getattr(spec, "output", "last") == "sequence"
     if sequence_out != per_step:
