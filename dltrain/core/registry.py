@@ -7,6 +7,13 @@ signature before anything runs, `dltrain validate` can print every default, and 
 is generated from the same table. Positional-only parameters are what the builder supplies
 (the parameters to optimize, the tensor to initialize, the input shape), never the recipe.
 
+Facts about an entry that are not recipe parameters (the task a loss fits, how an activation is
+probed, the input layouts an architecture takes) are declared by the registry (`facts`) and given
+at registration: an entry without one fails at import, so no side table can miss a new entry.
+
+Every registry enters itself in `REGISTRIES` under its kind, with its singular and plural name,
+which is what `dltrain catalog` walks.
+
 Factories import torch inside their bodies, so validating a recipe and `dltrain catalog` stay light.
 """
 
@@ -22,6 +29,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
+    ValidationError,
     create_model,
     model_validator,
 )
@@ -44,6 +53,7 @@ class Entry:
     aliases: tuple[str, ...] = ()
     check: Callable[[Any], Any] | None = None  # cross-parameter check on the validated spec
     registry: "Registry" = field(default=None, repr=False)  # type: ignore[assignment]
+    facts: dict[str, Any] = field(default_factory=dict)  # the registry's declared facts, for this entry
 
     @cached_property
     def params(self) -> dict[str, inspect.Parameter]:
@@ -78,27 +88,56 @@ class Entry:
         return ", ".join(parts)
 
 
+# Every registry, by kind, in the order they were made: what `dltrain catalog` walks.
+REGISTRIES: dict[str, "Registry"] = {}
+
+
 class Registry:
     """Short names (and aliases) -> Entry, for one kind of component."""
 
-    def __init__(self, kind: str, *, tag: str = "name", base: type[Spec] = Spec, what: str | None = None):
+    def __init__(self, kind: str, *, plural: str | None = None, tag: str = "name", base: type[Spec] = Spec,
+                 what: str | None = None, facts: dict[str, Any] | None = None):
+        if kind in REGISTRIES:
+            raise ValueError(f"a registry of kind `{kind}` exists already")
         self.kind = kind  # "optimizer"
+        self.plural = plural or kind + "s"  # "optimizers"
         self.tag = tag  # the key that names the entry in a recipe: "name", or "arch" for models
         self.base = base  # common fields every entry's spec has (data.batch_size, model.freeze, ...)
         self.what = what or kind
+        self.facts = dict(facts or {})  # fact name -> its type: what every entry must say at registration
+        self._fact_checks = {fact: TypeAdapter(kind_of) for fact, kind_of in self.facts.items()}
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
+        REGISTRIES[kind] = self
 
     def register(self, name: str, *, description: str, aliases: tuple[str, ...] = (),
-                 check: Callable[[Any], Any] | None = None):
+                 check: Callable[[Any], Any] | None = None, **facts: Any):
+        facts = self._checked_facts(name, facts)
+
         def decorate(factory):
-            entry = Entry(name, description, factory, tuple(aliases), check, self)
+            entry = Entry(name, description, factory, tuple(aliases), check, self, facts)
             self._entries[name] = entry
             for alias in aliases:
                 self._aliases[alias] = name
             return factory
 
         return decorate
+
+    def _checked_facts(self, name: str, facts: dict[str, Any]) -> dict[str, Any]:
+        """The entry's facts, exactly those the registry declares, each of its declared type."""
+        missing = [fact for fact in self.facts if fact not in facts]
+        unknown = [fact for fact in facts if fact not in self.facts]
+        if missing or unknown:
+            declared = ", ".join(self.facts) or "none"
+            raise TypeError(f"{self.kind} `{name}`: missing facts {missing}, unknown facts {unknown}; "
+                            f"every {self.kind} declares exactly: {declared}")
+        for fact, value in facts.items():
+            try:
+                self._fact_checks[fact].validate_python(value, strict=True)
+            except ValidationError as exc:
+                raise TypeError(f"{self.kind} `{name}`: fact `{fact}` = {value!r} is not a "
+                                f"{self.facts[fact]}: {exc.errors()[0]['msg']}") from None
+        return facts
 
     def __contains__(self, name: str) -> bool:
         return self.canonical(name) is not None
@@ -188,7 +227,3 @@ class ComponentOf:
     def __hash__(self) -> int:
         return id(self.registry)
 
-
-def params_of(spec: Spec, registry: Registry) -> dict[str, Any]:
-    entry = registry.entry(getattr(spec, registry.tag))
-    return {name: getattr(spec, name) for name in entry.params}

@@ -1,6 +1,6 @@
 """Constrained value types shared by recipe specs and component signatures."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -11,3 +11,4 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]  # e.g. a dropout rate or a split fraction
 UnitInterval = Annotated[float, Field(gt=0, le=1)]
+Task = Literal["classification", "regression"]  # what a dataset asks for, and what a loss fits

@@ -17,13 +17,13 @@ from dltrain.core.errors import Problem, RecipeError
 from dltrain.core.registry import Registry
 from dltrain.core.types import NonNegativeFloat, NonNegativeInt, PositiveInt
 
-AUGMENTATIONS = Registry("augmentation")
+# images_only: the transform needs (C, H, W) samples
+AUGMENTATIONS = Registry("augmentation", facts={"images_only": bool})
 register = AUGMENTATIONS.register
 Probability = Annotated[float, Field(ge=0, le=1)]
-IMAGE_ONLY = {"hflip", "random_crop", "rotation", "translate"}
 
 
-@register("hflip", description="mirror left-right with probability p")
+@register("hflip", images_only=True, description="mirror left-right with probability p")
 def hflip(*, p: Probability = 0.5):
     import torch
 
@@ -47,7 +47,7 @@ def _shift(x, generator, pad: int):
     return windows[torch.arange(b, device=x.device), :, dy, dx]  # (B, C, H, W)
 
 
-@register("random_crop", description="pad by `padding` zeros, crop back to `size` at a random place "
+@register("random_crop", images_only=True, description="pad by `padding` zeros, crop back to `size` at a random place "
                                      "(size: the image size; validation images are not cropped)")
 def random_crop(*, size: PositiveInt | None = None, padding: NonNegativeInt = 4):
     def transform(x, generator):  # size is checked against the images in build_augment
@@ -56,7 +56,7 @@ def random_crop(*, size: PositiveInt | None = None, padding: NonNegativeInt = 4)
     return transform
 
 
-@register("translate", description="shift by up to `pixels` in each direction, filling with zeros")
+@register("translate", images_only=True, description="shift by up to `pixels` in each direction, filling with zeros")
 def translate(*, pixels: PositiveInt = 2):
     def transform(x, generator):
         return _shift(x, generator, pixels)
@@ -64,7 +64,8 @@ def translate(*, pixels: PositiveInt = 2):
     return transform
 
 
-@register("rotation", description="rotate by a random angle in [-degrees, degrees] (bilinear, zero fill)")
+@register("rotation", images_only=True,
+          description="rotate by a random angle in [-degrees, degrees] (bilinear, zero fill)")
 def rotation(*, degrees: Annotated[float, Field(gt=0, le=180)] = 15.0):
     import math
 
@@ -81,7 +82,7 @@ def rotation(*, degrees: Annotated[float, Field(gt=0, le=180)] = 15.0):
     return transform
 
 
-@register("noise", description="add Gaussian noise N(0, std^2) to every input value")
+@register("noise", images_only=False, description="add Gaussian noise N(0, std^2) to every input value")
 def noise(*, std: NonNegativeFloat = 0.1):
     import torch
 
@@ -111,19 +112,25 @@ class Augment:
         self.generator.set_state(state["generator"])
 
 
-def build_augment(specs: list, input_shape: tuple[int, ...], device, seed: int) -> Augment | None:
-    """None when there is nothing to do; RecipeError when an augmentation cannot apply to this data."""
-    if not specs:
-        return None
+def augment_problems(specs: list, input_shape: tuple[int, ...]) -> list[Problem]:
+    """Why an augmentation cannot apply to samples of this shape (nothing when all can)."""
     problems = []
     for i, spec in enumerate(specs):
-        if spec.name in IMAGE_ONLY and len(input_shape) != 3:
+        if AUGMENTATIONS.entry(spec.name).facts["images_only"] and len(input_shape) != 3:
             problems.append(Problem(f"data.augment.{i}", f"`{spec.name}` transforms images (C, H, W), but the "
                                     f"samples have shape {tuple(input_shape)}; for other data use noise"))
         elif spec.name == "random_crop" and spec.size is not None and tuple(input_shape[1:]) != (spec.size, spec.size):
             problems.append(Problem(f"data.augment.{i}.size", f"{spec.size} differs from the image size "
                                     f"{tuple(input_shape[1:])}; validation and test images are not cropped, so the "
                                     "crop must keep the size (leave size out, use padding for the shift)"))
+    return problems
+
+
+def build_augment(specs: list, input_shape: tuple[int, ...], device, seed: int) -> Augment | None:
+    """None when there is nothing to do; RecipeError when an augmentation cannot apply to this data."""
+    if not specs:
+        return None
+    problems = augment_problems(specs, input_shape)
     if problems:
         raise RecipeError(problems)
     return Augment([AUGMENTATIONS.build(spec) for spec in specs], device, seed + 2)  # its own stream

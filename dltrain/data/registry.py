@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from dltrain.core.registry import Registry, Spec
-from dltrain.core.types import PositiveInt
+from dltrain.core.types import PositiveInt, Task
 from dltrain.data.augment import AUGMENTATIONS
-
-Task = Literal["classification", "regression"]
 
 
 class DataSpec(Spec):
@@ -53,4 +51,3 @@ class Arrays:
     class_names: list[str] | None = None
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
-    notes: dict = field(default_factory=dict)

@@ -96,9 +96,6 @@ def friedman(seed, /, *, n_samples: SampleCount = 2000, noise: NonNegativeFloat 
     return _regression(x, y)
 
 
-HOUSE_FEATURES = ["area_m2", "rooms", "age_years", "distance_km", "floor", "garden", "quality"]
-
-
 @register("houses", description="house prices (in 100k) from 7 features, with a nonlinear price law and noise (generated)")
 def houses(seed, /, *, n_samples: SampleCount = 2000, noise: NonNegativeFloat = 0.1):
     rng = np.random.default_rng(seed)
@@ -114,9 +111,7 @@ def houses(seed, /, *, n_samples: SampleCount = 2000, noise: NonNegativeFloat = 
              + 0.1 * rooms)
     price = price * np.exp(rng.normal(0, noise, n_samples))  # multiplicative noise, as prices have
     x = np.stack([area, rooms, age, distance, floor, garden, quality], axis=1)
-    arrays = _regression(x, price)
-    arrays.notes["features"] = HOUSE_FEATURES
-    return arrays
+    return _regression(x, price)
 
 
 @register("csv", description="your CSV file: path, target column, optional features, task")

@@ -2,8 +2,9 @@
 
 A *layer* is a module with a weight matrix of its own (a direct parameter with ndim >= 2:
 Linear, Conv, LSTM, GRU, Embedding); its depth is its place in the forward pass (1 = nearest
-the input). An *activation* is a module whose type has a probe in `ACTIVATION_PROBES`; it is
-attributed to the layer that ran just before it ("layer 3's ReLUs").
+the input). An *activation* is a module of a registered activation's type (or of one in
+`UNREGISTERED`), probed as its registry entry says; it is attributed to the layer that ran just
+before it ("layer 3's ReLUs").
 
 While armed, hooks compute statistics as 0-d tensors on the model's device; nothing is read
 back to the host until `Reading.to_host()` stacks them into one tensor and copies it once.
@@ -12,6 +13,7 @@ Disarmed, there are no hooks at all: the training step pays nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -19,7 +21,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from dltrain.components.activations import SATURATING
+from dltrain.components.activations import ACTIVATIONS, DEAD_UNITS
+from dltrain.components.activations import Probe as ActivationProbe
 
 SATURATION_MARGIN = 0.01  # an output within this of a bound counts as saturated
 
@@ -66,23 +69,33 @@ def saturation_stats(low: float, high: float) -> Callable:
     return stats
 
 
-# Hook by module type: an architecture that brings a new activation module registers it here.
-ACTIVATION_PROBES: dict[type, Callable] = {
-    nn.ReLU: dead_stats, nn.ReLU6: dead_stats,
-    nn.Sigmoid: saturation_stats(*SATURATING["sigmoid"]), nn.Tanh: saturation_stats(*SATURATING["tanh"]),
-    nn.LeakyReLU: moment_stats, nn.PReLU: moment_stats, nn.ELU: moment_stats, nn.SELU: moment_stats,
-    nn.GELU: moment_stats, nn.SiLU: moment_stats, nn.Mish: moment_stats, nn.Softplus: moment_stats,
-    nn.Identity: moment_stats,
-}
-# Which kind each probe reports, for the record (the verdicts read `dead` and `saturated`).
-KIND = {dead_stats: "relu", moment_stats: "other"}
+# Activation modules that architectures bring from outside the registry (torchvision's MobileNets).
+UNREGISTERED: dict[type, ActivationProbe] = {nn.ReLU6: DEAD_UNITS}
 
 
-def activation_probe(module: nn.Module) -> Callable | None:
+@functools.cache
+def _probes_by_type() -> dict[type, ActivationProbe]:
+    """Each registered activation's module type -> the probe its entry declares (one module built per entry)."""
+    found = dict(UNREGISTERED)
+    for entry in ACTIVATIONS.entries():
+        found[type(ACTIVATIONS.build(entry.model()))] = entry.facts["probe"]
+    return found
+
+
+def activation_probe(module: nn.Module) -> ActivationProbe | None:
+    by_type = _probes_by_type()
     for cls in type(module).__mro__:
-        if cls in ACTIVATION_PROBES:
-            return ACTIVATION_PROBES[cls]
+        if cls in by_type:
+            return by_type[cls]
     return None
+
+
+def activation_stats(probe: ActivationProbe) -> Callable:
+    if probe.kind == "relu":
+        return dead_stats
+    if probe.kind == "saturating":
+        return saturation_stats(*probe.bounds)
+    return moment_stats
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +174,7 @@ def gate_stats(module: nn.Module, inputs: tuple, output) -> dict[str, torch.Tens
         _, gates = unroll(module, x.detach().float(), hx)
     stats = {}
     for name, values in gates.items():
-        low, high = SATURATING["tanh" if name in TANH_GATES else "sigmoid"]
+        low, high = ACTIVATIONS.entry("tanh" if name in TANH_GATES else "sigmoid").facts["probe"].bounds
         value = torch.stack(values)
         stats[f"gate_{name}"] = ((value <= low + SATURATION_MARGIN) | (value >= high - SATURATION_MARGIN)).float().mean()
     return stats
@@ -323,7 +336,7 @@ class Probe:
         return hook
 
     def _activation_hook(self, name: str, seen: list, last_conv: list):
-        stats = activation_probe(self.activation_modules[name])
+        stats = activation_stats(activation_probe(self.activation_modules[name]))
 
         def hook(module, inputs, output):
             seen.append(name)
@@ -406,8 +419,8 @@ class Probe:
             follows = 0
             for earlier in self.order[:self.order.index(name)] if name in self.order else []:
                 follows = layer_index.get(earlier, follows)
-            kind_name = KIND.get(activation_probe(module), "saturating")
-            activations.append({"index": follows, "name": name, "type": type(module).__name__, "kind": kind_name})
+            probed_as = activation_probe(module).kind
+            activations.append({"index": follows, "name": name, "type": type(module).__name__, "kind": probed_as})
             for key, value in self.act_stats.get(name, {}).items():
                 values.append(("activations", j, key, value))
         self.before_step = {}

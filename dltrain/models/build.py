@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dltrain.core.errors import Problem, RecipeError
+from dltrain.core.errors import Problem
 from dltrain.models.forward import dry_forward
 from dltrain.models.registry import (
     ARCHITECTURES,
     LAYOUT_SHAPES,
     accepted_layouts,
     layout_of,
+    made_for,
 )
 
-# What to suggest when an architecture does not fit the data's layout.
-SUGGEST = {"flat": "mlp (for 8x8 digits as images: data.as_images: true)", "sequence": "rnn, lstm or gru",
-           "image": "cnn, resnet or torchvision"}
+# Said with the suggestion when an architecture does not fit data of this layout.
+LAYOUT_HINTS = {"flat": "for 8x8 digits as images: data.as_images: true"}
 
 
 def output_size(task: str, num_classes: int | None, target_dim: int, loss_name: str) -> int:
@@ -27,28 +27,40 @@ def build_model(spec, input_shape: tuple[int, ...], outputs: int):
     return ARCHITECTURES.build(spec, tuple(input_shape), outputs)
 
 
-def check_fit(spec, data_name: str, input_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> None:
-    """An architecture that cannot take this data is a recipe error before anything is built."""
+def fit_problems(spec, data_name: str, input_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> list[Problem]:
+    """Why this architecture cannot take this data (nothing when it can), before anything is built."""
+    problems = []
     layout = layout_of(tuple(input_shape))
     wanted = accepted_layouts(spec.arch)
     if layout not in wanted:
         expected = " or ".join(f"{w} {LAYOUT_SHAPES[w]}" for w in wanted)
-        raise RecipeError([Problem("model.arch", f"`{spec.arch}` takes {expected} inputs, but `{data_name}` gives "
-                                   f"{layout} samples of shape {tuple(input_shape)}; for this data use "
-                                   f"{SUGGEST.get(layout, 'mlp')}")])
+        problems.append(Problem("model.arch", f"`{spec.arch}` takes {expected} inputs, but `{data_name}` gives "
+                                f"{layout} samples of shape {tuple(input_shape)}; "
+                                f"for this data use {_suggest(layout)}"))
     per_step = len(target_shape) == 2  # (T, k): one target per time step
     sequence_out = getattr(spec, "output", "last") == "sequence"
     if sequence_out != per_step:
         message = ("output: sequence predicts one value per time step, but `{}` has one target per sequence; "
                    "use output: last") if sequence_out else (
-                   "`{}` has one target per time step; use rnn, lstm or gru with output: sequence")
-        raise RecipeError([Problem("model.output", message.format(data_name))])
+                   "`{}` has one target per time step; use {} with output: sequence")
+        problems.append(Problem("model.output", message.format(data_name, _names(made_for("sequence")))))
+    return problems
+
+
+def _suggest(layout: str) -> str:
+    names = _names(made_for(layout)) or "mlp"
+    return f"{names} ({LAYOUT_HINTS[layout]})" if layout in LAYOUT_HINTS else names
+
+
+def _names(names: list[str]) -> str:
+    """[a, b, c] -> 'a, b or c'."""
+    return " or ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else ""
 
 
 def build_for_data(spec, data, outputs: int):
-    """Check the fit, build, then load/freeze as `from`/`freeze` say. Returns (model, transfer record)."""
+    """Build (the fit was checked with the data: fit_problems), then load/freeze as `from`/`freeze` say.
+    Returns (model, transfer record)."""
     from dltrain.models.transfer import apply_transfer
-    check_fit(spec, data.name, data.input_shape, data.target_shape)
     model = build_model(spec, data.input_shape, outputs)
     return model, apply_transfer(model, spec, data.input_shape)
 

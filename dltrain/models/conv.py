@@ -21,7 +21,7 @@ from dltrain.models.layers import (
     init_weights,
     norm_layer,
 )
-from dltrain.models.registry import ARCHITECTURES, accepts
+from dltrain.models.registry import ARCHITECTURES
 
 Pool = Literal["max", "avg", "none"]
 OddKernel = Annotated[int, Field(ge=1, le=15)]
@@ -48,9 +48,8 @@ def _unit(layer, width: int, activation, norm: str, norm_position: str, rate: fl
     return parts, (nn.Dropout(rate) if rate > 0 else None)
 
 
-@ARCHITECTURES.register("cnn", check=_check_cnn,
+@ARCHITECTURES.register("cnn", accepts=("image",), check=_check_cnn,
                         description="conv blocks `channels` (conv, norm, activation, 2x2 pool, dropout), then a dense head `hidden`")
-@accepts("image")
 def cnn(input_shape, outputs, /, *, channels: list[PositiveInt] = [32, 64], kernel_size: OddKernel = 3,
         pool: Pool = "max", hidden: list[PositiveInt] = [128], activation: ActivationSpec = "relu",
         init: InitSpec = "default", bias_init: InitSpec = "zeros", norm: Norm = "none",
@@ -103,10 +102,9 @@ def _check_resnet(spec) -> None:
                          f"depth = {2 * spec.stages}n + 2, e.g. {', '.join(map(str, valid))}")
 
 
-@ARCHITECTURES.register("resnet", check=_check_resnet,
+@ARCHITECTURES.register("resnet", accepts=("image",), check=_check_resnet,
                         description="small residual CNN for 28x28/32x32 images (He et al. 2016, CIFAR variant): "
                                     "depth = 2*stages*n + 2 convolutions")
-@accepts("image")
 def resnet(input_shape, outputs, /, *, depth: Annotated[int, Field(ge=4, le=110)] = 8,
            width: PositiveInt = 16, stages: Annotated[int, Field(ge=1, le=4)] = 3,
            activation: ActivationSpec = "relu", init: InitSpec = "he_normal", bias_init: InitSpec = "zeros",

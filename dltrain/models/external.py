@@ -13,7 +13,7 @@ from typing import Any
 
 from dltrain.core.errors import Problem, RecipeError, did_you_mean
 from dltrain.models.forward import head_prefix, probe_forward
-from dltrain.models.registry import ARCHITECTURES, accepts
+from dltrain.models.registry import ARCHITECTURES
 
 
 def classification_models() -> list[str]:
@@ -31,10 +31,9 @@ def _check_torchvision(spec) -> None:
                          "download them yourself, e.g. from the URL in torchvision's docs)")
 
 
-@ARCHITECTURES.register("torchvision", check=_check_torchvision,
+@ARCHITECTURES.register("torchvision", accepts=("image",), check=_check_torchvision,
                         description="any torchvision classification model by name (`model`), head sized to the task; "
                                     "`weights`: a local state-dict file")
-@accepts("image")
 def torchvision_model(input_shape, outputs, /, *, model: str = "resnet18", weights: str | None = None):
     import torch
     import torchvision
@@ -107,7 +106,7 @@ def resolve_target(target: str):
     return obj
 
 
-@ARCHITECTURES.register("custom", check=_check_custom,
+@ARCHITECTURES.register("custom", accepts=(), check=_check_custom,
                         description="your own nn.Module: `target: package.module:Class` plus `kwargs` (RUNS YOUR CODE); "
                                     "gets input_shape/outputs if its constructor takes them")
 def custom(input_shape, outputs, /, *, target: str, kwargs: dict[str, Any] = {}):

@@ -15,15 +15,12 @@ Norm = Literal["none", "batch", "layer"]
 NormPosition = Literal["before_activation", "after_activation"]
 Dropout = Annotated[Fraction | list[Fraction], Field(union_mode="left_to_right")]
 
-# Initializers that make sense for a 1-D bias (no fan-in/fan-out, no matrix).
-BIAS_INITIALIZERS = {"default", "zeros", "constant", "uniform", "normal", "truncated_normal"}
-
-
 def check_bias_init(spec) -> None:
     name = spec.bias_init.name
-    if name not in BIAS_INITIALIZERS:
+    if INITIALIZERS.entry(name).facts["needs_matrix"]:
+        for_bias = sorted(e.name for e in INITIALIZERS.entries() if not e.facts["needs_matrix"])
         raise ValueError(f"bias_init `{name}` needs a weight matrix (fan-in/fan-out); "
-                         f"for biases choose one of: {', '.join(sorted(BIAS_INITIALIZERS))}")
+                         f"for biases choose one of: {', '.join(for_bias)}")
 
 
 def dropout_rates(dropout, layers: int) -> list[float]:

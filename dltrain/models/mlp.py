@@ -26,7 +26,7 @@ def _check(spec) -> None:
     check_bias_init(spec)
 
 
-@ARCHITECTURES.register("mlp", check=_check,
+@ARCHITECTURES.register("mlp", accepts=("flat", "sequence", "image"), check=_check,
                         description="fully connected layers `hidden`, each: linear, norm, activation, dropout")
 def mlp(input_shape, outputs, /, *, hidden: list[PositiveInt] = [256, 128],
         activation: ActivationSpec = "relu", init: InitSpec = "default", bias_init: InitSpec = "zeros",

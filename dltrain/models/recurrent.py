@@ -7,13 +7,14 @@ parameter names are `layers.<i>.weight_ih_l0` etc.
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from dltrain.core.types import Finite, Fraction, PositiveInt
 from dltrain.models.layers import InitSpec, check_bias_init, init_weights
-from dltrain.models.registry import ARCHITECTURES, accepts
+from dltrain.models.registry import ARCHITECTURES
 
 Output = Literal["last", "sequence"]
 Layers = Annotated[int, Field(ge=1, le=16)]
@@ -72,36 +73,35 @@ def build_recurrent(kind: str, input_shape, outputs: int, *, hidden_size: int, l
     return model
 
 
-DESCRIPTION = ("{}: `hidden_size`, `layers`, `bidirectional`, `output` last|sequence, `residual` across layers, "
-               "`dropout` between layers")
+def _shared(*, hidden_size: PositiveInt = 64, layers: Layers = 1, bidirectional: bool = False,
+            output: Output = "last", residual: bool = False, dropout: Fraction = 0.0, init: InitSpec = "xavier_uniform",
+            recurrent_init: InitSpec = "orthogonal", bias_init: InitSpec = "zeros"):
+    """The recipe parameters every recurrent kind takes (a signature only: never called)."""
 
 
-@ARCHITECTURES.register("rnn", check=_check, description=DESCRIPTION.format("Elman RNN"))
-@accepts("sequence")
-def rnn(input_shape, outputs, /, *, hidden_size: PositiveInt = 64, layers: Layers = 1, bidirectional: bool = False,
-        output: Output = "last", residual: bool = False, dropout: Fraction = 0.0,
-        nonlinearity: Literal["tanh", "relu"] = "tanh", init: InitSpec = "xavier_uniform",
-        recurrent_init: InitSpec = "orthogonal", bias_init: InitSpec = "zeros"):
-    return build_recurrent("rnn", input_shape, outputs, hidden_size=hidden_size, layers=layers,
-                           bidirectional=bidirectional, output=output, residual=residual, dropout=dropout,
-                           init=init, recurrent_init=recurrent_init, bias_init=bias_init, nonlinearity=nonlinearity)
+def _rnn_own(*, nonlinearity: Literal["tanh", "relu"] = "tanh"):
+    """rnn's own parameter."""
 
 
-@ARCHITECTURES.register("lstm", check=_check, description=DESCRIPTION.format("LSTM"))
-@accepts("sequence")
-def lstm(input_shape, outputs, /, *, hidden_size: PositiveInt = 64, layers: Layers = 1, bidirectional: bool = False,
-         output: Output = "last", residual: bool = False, dropout: Fraction = 0.0, init: InitSpec = "xavier_uniform",
-         recurrent_init: InitSpec = "orthogonal", bias_init: InitSpec = "zeros", forget_bias: Finite | None = 1.0):
-    return build_recurrent("lstm", input_shape, outputs, hidden_size=hidden_size, layers=layers,
-                           bidirectional=bidirectional, output=output, residual=residual, dropout=dropout,
-                           init=init, recurrent_init=recurrent_init, bias_init=bias_init, forget_bias=forget_bias)
+def _lstm_own(*, forget_bias: Finite | None = 1.0):
+    """lstm's own parameter."""
 
 
-@ARCHITECTURES.register("gru", check=_check, description=DESCRIPTION.format("GRU"))
-@accepts("sequence")
-def gru(input_shape, outputs, /, *, hidden_size: PositiveInt = 64, layers: Layers = 1, bidirectional: bool = False,
-        output: Output = "last", residual: bool = False, dropout: Fraction = 0.0, init: InitSpec = "xavier_uniform",
-        recurrent_init: InitSpec = "orthogonal", bias_init: InitSpec = "zeros"):
-    return build_recurrent("gru", input_shape, outputs, hidden_size=hidden_size, layers=layers,
-                           bidirectional=bidirectional, output=output, residual=residual, dropout=dropout,
-                           init=init, recurrent_init=recurrent_init, bias_init=bias_init)
+def _register(kind: str, title: str, own=None) -> None:
+    """Register `kind` with the shared parameters and its own: one factory for the three kinds."""
+    def factory(input_shape, outputs, /, **params):
+        return build_recurrent(kind, input_shape, outputs, **params)
+
+    positional = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in ("input_shape", "outputs")]
+    keywords = [p for template in (_shared, own) if template is not None
+                for p in inspect.signature(template, eval_str=True).parameters.values()]
+    factory.__signature__ = inspect.Signature(positional + keywords)  # what the registry reads
+    factory.__name__ = kind
+    ARCHITECTURES.register(kind, accepts=("sequence",), check=_check, description=(
+        f"{title}: `hidden_size`, `layers`, `bidirectional`, `output` last|sequence, `residual` across layers, "
+        "`dropout` between layers"))(factory)
+
+
+_register("rnn", "Elman RNN", _rnn_own)
+_register("lstm", "LSTM", _lstm_own)
+_register("gru", "GRU")

@@ -1,13 +1,13 @@
 """The architecture registry; `model.arch` picks the entry.
 
-Every architecture shares the transfer-learning keys of `ModelSpec` and declares which input
-layouts it accepts (`accepts`), so that an architecture that does not fit the data is a recipe
-error before anything is built.
+Every architecture shares the transfer-learning keys of `ModelSpec` and declares, at registration,
+which input layouts it accepts (the fact `accepts`), so that an architecture that does not fit the
+data is a recipe error before anything is built.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -15,7 +15,8 @@ from dltrain.core.registry import Registry, Spec
 
 # The layout of one sample, told apart by rank: (F,) flat features, (T, F) a sequence of T steps,
 # (C, H, W) an image.
-LAYOUTS = {1: "flat", 2: "sequence", 3: "image"}
+Layout = Literal["flat", "sequence", "image"]
+LAYOUTS = dict(zip((1, 2, 3), get_args(Layout)))
 LAYOUT_SHAPES = {"flat": "(features,)", "sequence": "(time, features)", "image": "(channels, height, width)"}
 
 
@@ -40,16 +41,15 @@ class ModelSpec(Spec):
         return self
 
 
-ARCHITECTURES = Registry("architecture", tag="arch", base=ModelSpec)
-
-
-def accepts(*layouts: str):
-    """Mark an architecture factory with the input layouts it can take (checked before building)."""
-    def mark(factory):
-        factory.accepts = layouts
-        return factory
-    return mark
+# accepts: the layouts an architecture takes, the one it is made for first (suggested for that
+# data when another architecture does not fit); empty for `custom`, whose inputs only it knows.
+ARCHITECTURES = Registry("architecture", tag="arch", base=ModelSpec, facts={"accepts": tuple[Layout, ...]})
 
 
 def accepted_layouts(arch: str) -> tuple[str, ...]:
-    return getattr(ARCHITECTURES.entry(arch).factory, "accepts", tuple(LAYOUT_SHAPES))
+    return ARCHITECTURES.entry(arch).facts["accepts"] or get_args(Layout)
+
+
+def made_for(layout: str) -> list[str]:
+    """The architectures made for this layout (those that list it first)."""
+    return [e.name for e in ARCHITECTURES.entries() if e.facts["accepts"][:1] == (layout,)]

@@ -307,3 +307,28 @@ def _element_type(model: Any) -> Any:
 
 def render_recipe(recipe: Recipe) -> str:
     return recipe.to_yaml()
+
+
+# ---------------------------------------------------------------------------------------------
+# a stand-in for a recipe whose schema failed, so the checks that need the data can still run
+
+# Sections the data needs: with a problem in one of them (or in the document as a whole, ""),
+# the data cannot be prepared.
+NEEDED_BY_DATA = {"", "data", "seed"}
+# What stands in for a required section that has a problem: it validates and takes any layout.
+STAND_INS = {"name": "stand_in", "model": {"arch": "mlp"}}
+
+
+def stand_in_recipe(path: str | Path, overrides: list[str], error: RecipeError) -> Recipe | None:
+    """The recipe with every top-level section that has a problem in `error` set back to its
+    default (or to a stand-in, where it has none); None when the data cannot be prepared."""
+    sections = {p.path.split(".")[0] for p in error.problems}
+    if sections & NEEDED_BY_DATA:
+        return None
+    doc, _ = load_document(path, overrides)
+    doc = {key: value for key, value in doc.items() if key not in sections}
+    doc.update({key: value for key, value in STAND_INS.items() if key in sections})
+    try:
+        return validate_document(doc)
+    except RecipeError:
+        return None

@@ -48,11 +48,11 @@ def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
 def plan(recipes: list[Path], overrides: list[str], seeds: int) -> list:
     """The recipes to run, in order: each recipe with seeds seed, seed+1, ..., seed+N-1.
     Every recipe's problems are reported together, before anything runs."""
-    from dltrain.recipe.load import load_recipe
+    from dltrain.builder.objects import load_checked
     loaded, errors = [], []
     for path in recipes:
         try:
-            loaded.append(load_recipe(path, overrides))
+            loaded.append(load_checked(path, overrides))
         except RecipeError as err:
             errors.append(err.render())
     if errors:

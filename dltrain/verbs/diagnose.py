@@ -19,12 +19,11 @@ class Diagnosis:
 
 def diagnose_recipe(path: Path, overrides: list[str]) -> Diagnosis:
     """The initialization check alone: build the recipe, one forward/backward on a fixed batch."""
-    from dltrain.builder.objects import build
+    from dltrain.builder.objects import build, load_checked
     from dltrain.diagnostics.probes import Probe, probe_pass
     from dltrain.diagnostics.verdicts import judge
-    from dltrain.recipe.load import load_recipe
 
-    recipe = load_recipe(path, overrides)
+    recipe = load_checked(path, overrides)
     built = build(recipe)
     x, y = fixed_batch(built.loaders["train"])
     record = probe_pass(built.model, built.loss_fn, x, y, Probe(built.model)).to_host()

@@ -15,10 +15,10 @@ def run(arguments: list[str], runs_dir: Path, seeds: int, batch: str | None, con
         planned = plan(recipes, overrides, seeds)
         return run_batch(planned, runs_dir, batch_name(planned, batch, runs_dir), console, sys.argv)
     from dltrain.features.progress import reporter_for
-    from dltrain.recipe.load import load_recipe
+    from dltrain.builder.objects import load_checked
     from dltrain.runner.execute import execute
     from dltrain.views.result import print_result
 
-    result = execute(load_recipe(recipes[0], overrides), runs_dir, reporter=reporter_for(console), argv=sys.argv)
+    result = execute(load_checked(recipes[0], overrides), runs_dir, reporter=reporter_for(console), argv=sys.argv)
     print_result(console, result)
     return result.exit_code

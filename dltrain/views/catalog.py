@@ -1,42 +1,40 @@
-"""Tables the CLI prints: a run's result, a model summary, the component catalog."""
+"""The component catalog: every registry, walked from `core.registry.REGISTRIES`."""
 
 from __future__ import annotations
 
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
-
-KINDS = {
-    "activation": ("dltrain.components", "ACTIVATIONS"),
-    "initializer": ("dltrain.components", "INITIALIZERS"),
-    "optimizer": ("dltrain.components", "OPTIMIZERS"),
-    "schedule": ("dltrain.components", "SCHEDULES"),
-    "loss": ("dltrain.components", "LOSSES"),
-    "dataset": ("dltrain.data", "DATASETS"),
-    "architecture": ("dltrain.models", "ARCHITECTURES"),
-    "augmentation": ("dltrain.data.augment", "AUGMENTATIONS"),
-    "method": ("dltrain.components.search", "METHODS"),  # sweep.method
-    "pruner": ("dltrain.components.search", "PRUNERS"),  # sweep.pruner
-}
 
 
 def registries() -> dict:
-    import importlib
-    return {kind: getattr(importlib.import_module(mod), name) for kind, (mod, name) in KINDS.items()}
+    """Kind -> Registry, for every registry a recipe can name (importing the schema makes them all)."""
+    import dltrain.recipe.schema  # noqa: F401  (every registry enters itself in REGISTRIES on import)
+    from dltrain.core.registry import REGISTRIES
+    return dict(REGISTRIES)
 
 
 def print_catalog(console, kind: str | None) -> None:
     from dltrain.core.errors import UsageError, did_you_mean
     regs = registries()
     if kind is not None:
-        kind = kind.rstrip("s") if kind.rstrip("s") in regs else kind
-        if kind not in regs:
-            raise UsageError(f"unknown kind `{kind}`{did_you_mean(kind, regs)} (choose from: {', '.join(regs)})")
-        regs = {kind: regs[kind]}
-    for name, reg in regs.items():
-        table = Table(title=f"{name}s", title_justify="left", show_lines=False)
-        table.add_column("name", style="bold")
-        table.add_column("aliases")
-        table.add_column("parameters (defaults)")
-        table.add_column("description")
+        by_name = {name: reg for reg in regs.values() for name in (reg.kind, reg.plural)}
+        if kind not in by_name:
+            raise UsageError(f"unknown kind `{kind}`{did_you_mean(kind, by_name)} (choose from: {', '.join(regs)})")
+        regs = {by_name[kind].kind: by_name[kind]}
+    for reg in regs.values():
+        table = Table(title=reg.plural, title_justify="left", show_lines=False)
+        for column in ("name", "aliases", "parameters (defaults)", "description"):
+            table.add_column(column, style="bold" if column == "name" else None, overflow="fold")
         for entry in reg.entries():
             table.add_row(entry.name, ", ".join(entry.aliases), entry.describe_params(), entry.description)
-        console.print(table)
+        _full_width(console, table).print(table)
+
+
+def _full_width(console, table) -> Console:
+    """The terminal's console, or, piped or redirected, one as wide as the table: nothing is cut or
+    wrapped, so a formula reads whole and each entry is one line to grep."""
+    if console.is_terminal:
+        return console
+    natural = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    return Console(file=console.file, width=natural, highlight=False)
