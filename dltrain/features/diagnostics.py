@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from dltrain.core.status import RunStatus
 from dltrain.diagnostics.forensics import FlightRecorder, describe, replay, suggestions
 from dltrain.diagnostics.probes import Probe, Reading, probe_pass
 from dltrain.features.tensorboard import TensorBoard
@@ -118,7 +119,8 @@ class Diagnostics(Callback):
         self.handles = []
         if self.step_armed:
             self._disarm_step()
-        finished = state.stop is not None and state.stop.status in ("completed", "early_stopped", "interrupted")
+        finished = state.stop is not None and (state.stop.status.finished or
+                                               state.stop.status is RunStatus.INTERRUPTED)
         if finished and not (self.probes and self.probes[-1]["step"] == state.step):
             self._probe_pass(state, "end")
         self._drain()
@@ -257,5 +259,5 @@ class Diagnostics(Callback):
         }
         write_json(self.run.path / FORENSICS_FILE, report)
         self._write(sync=True)
-        raise StopTraining("diverged", f"diverged: non-finite loss ({value}) at epoch {state.epoch + 1}, step {step}; "
+        raise StopTraining(RunStatus.DIVERGED, f"diverged: non-finite loss ({value}) at epoch {state.epoch + 1}, step {step}; "
                                        f"{where} (details: {FORENSICS_FILE})")

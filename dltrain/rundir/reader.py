@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from dltrain.core.errors import UsageError, did_you_mean
+from dltrain.core.status import RunStatus
 
-FINISHED = ("completed", "early_stopped")  # statuses whose numbers may be pooled with others
 GLOB_CHARS = set("*?[")
 
 
@@ -34,13 +34,13 @@ class Run:
         return self.path.name
 
     @property
-    def status(self) -> str:
-        return self.info.get("status") or "unknown"
+    def status(self) -> RunStatus:
+        return RunStatus.read(self.info.get("status"))
 
     @property
     def finished(self) -> bool:
         """Ran to its planned end or stopped early on purpose: its numbers are comparable."""
-        return self.status in FINISHED
+        return self.status.finished
 
     @property
     def batch(self) -> str | None:

@@ -18,14 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dltrain.core.errors import UsageError
+from dltrain.core.status import RunStatus
 from dltrain.rundir.lock import RunLock
 from dltrain.rundir.writer import RunDir, load_checkpoint, read_json
 
 CHECKPOINT_KEYS = ("format", "epoch", "step", "history", "learner", "callbacks", "rng")
-FINISHED = {"completed": "it completed", "early_stopped": "it stopped early, as its recipe asked",
-            "diverged": "it diverged (its last good checkpoint would diverge again: change the recipe "
-                        "and start a new run)",
-            "pruned": "its sweep pruned it (re-run the sweep to continue the study)"}
 
 
 class CheckpointError(UsageError):
@@ -114,9 +111,9 @@ def prepare_resume(run_path: Path, runs_root: Path) -> tuple[ResumePoint, object
     lock = RunLock.acquire(run.path)  # before reading anything: a live run may be writing it
     try:
         info = read_json(run.path / "run.json")
-        status = info.get("status")
-        if status in FINISHED:
-            raise UsageError(f"{run.path} cannot be resumed: {FINISHED[status]}")
+        status = RunStatus.read(info.get("status"))
+        if not status.resumable:
+            raise UsageError(f"{run.path} cannot be resumed: {status.final_because}")
         recipe = load_recipe(run.recipe_file)
         checkpoint, source = latest_checkpoint(run)
     except BaseException:

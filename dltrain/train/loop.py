@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dltrain.core.status import RunStatus
 from dltrain.train.events import FitState, StopTraining, fire
 from dltrain.train.metrics import MetricSums
 from dltrain.train.position import EpochProgress
@@ -207,7 +208,7 @@ def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState
         state.stop = stop
     finally:
         if state.stop is None and state.epoch >= state.epochs:
-            state.stop = StopTraining("completed", f"completed all {state.epochs} epochs")
+            state.stop = StopTraining(RunStatus.COMPLETED, f"completed all {state.epochs} epochs")
         fire_end(state)
     return state
 
@@ -218,7 +219,7 @@ def checkpoint_here(state: FitState) -> None:
     if state.stop_requested:
         where = (f"epoch {state.epoch + 1}, step {state.step}" if state.progress is not None
                  else f"the end of epoch {state.epoch}, step {state.step}")
-        raise StopTraining("interrupted", f"interrupted by {state.stop_request.name} at {where}")
+        raise StopTraining(RunStatus.INTERRUPTED, f"interrupted by {state.stop_request.name} at {where}")
 
 
 def fire_end(state: FitState) -> None:

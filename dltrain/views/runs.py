@@ -5,10 +5,12 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
+from dltrain.core.status import RunStatus
 from dltrain.rundir.reader import Run, finite
 
-STATUS_STYLE = {"completed": "green", "early_stopped": "green", "diverged": "red", "failed": "red",
-                "interrupted": "yellow", "running": "cyan"}
+STATUS_STYLE = {RunStatus.RUNNING: "cyan", RunStatus.COMPLETED: "green", RunStatus.EARLY_STOPPED: "green",
+                RunStatus.PRUNED: "yellow", RunStatus.DIVERGED: "red", RunStatus.INTERRUPTED: "yellow",
+                RunStatus.FAILED: "red", RunStatus.UNKNOWN: ""}
 EPOCH_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "train_mae", "train_rmse", "val_loss",
                  "val_accuracy", "val_mae", "val_rmse", "grad_norm", "penalty", "seconds")
 
@@ -29,8 +31,8 @@ def heading(console, text: str) -> None:
 
 
 def _status(run: Run) -> str:
-    style = STATUS_STYLE.get(run.status, "")
-    return f"[{style}]{run.status}[/{style}]" if style else escape(run.status)
+    style = STATUS_STYLE[run.status]
+    return f"[{style}]{run.status}[/{style}]" if style else str(run.status)
 
 
 def _number(value) -> str:
@@ -112,7 +114,7 @@ def print_show(console, run: Run) -> None:
     error = run.path / "error.txt"
     if error.is_file():
         console.print(error.read_text(encoding="utf-8").rstrip(), markup=False, style="red")
-    if run.status == "running":
+    if run.status is RunStatus.RUNNING:
         console.print(f"run.json says `running` (pid {info.get('pid')} on {info.get('host')}): either it is still "
                       "going, or it was killed before it could record how it ended", markup=False)
 

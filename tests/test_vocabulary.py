@@ -1,0 +1,89 @@
+"""The shared vocabulary has one home each: run statuses (exit code, finished, resumable), exit codes,
+metric names with their direction, and the run directory's file names."""
+
+from __future__ import annotations
+
+
+import pytest
+
+from dltrain.core import status as status_module
+from dltrain.core.status import EXIT_SEVERITY, Exit, RunStatus, worst
+
+
+def documented_statuses() -> dict[str, tuple[int, bool, bool]]:
+    """The table in core/status.py's docstring: word -> (exit code, finished, resumable)."""
+    rows = {}
+    for line in status_module.__doc__.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = (int(cells[1]), cells[2] == "yes", cells[3] == "yes")
+    return rows
+
+
+def test_every_status_has_the_exit_code_and_answers_its_documented_table_gives():
+    table = documented_statuses()
+    assert set(table) == {s.value for s in RunStatus}
+    for status in RunStatus:
+        assert (status.exit_code, status.finished, status.resumable) == table[status.value], status
+        assert isinstance(status.exit_code, Exit)
+
+
+def test_only_completed_and_early_stopped_runs_are_pooled_and_only_finished_or_doomed_ones_refuse_resume():
+    assert {s for s in RunStatus if s.finished} == {RunStatus.COMPLETED, RunStatus.EARLY_STOPPED}
+    refused = {s for s in RunStatus if not s.resumable}
+    assert refused == {RunStatus.COMPLETED, RunStatus.EARLY_STOPPED, RunStatus.PRUNED, RunStatus.DIVERGED}
+    assert all(s.final_because for s in refused)  # resume says why
+
+
+def test_a_status_is_the_word_on_disk():
+    import json
+    assert RunStatus.EARLY_STOPPED == "early_stopped" and f"{RunStatus.EARLY_STOPPED}" == "early_stopped"
+    assert json.dumps({"status": RunStatus.DIVERGED}) == '{"status": "diverged"}'
+    assert RunStatus.read("pruned") is RunStatus.PRUNED
+    assert RunStatus.read("exploded") is RunStatus.UNKNOWN and RunStatus.read(None) is RunStatus.UNKNOWN
+
+
+def test_exit_codes_are_the_documented_ones_and_a_batch_exits_with_its_worst():
+    assert [int(e) for e in Exit] == [0, 1, 2, 3, 130, 143]
+    assert set(EXIT_SEVERITY) == set(Exit)
+    assert worst([0, 3, 0]) == 3 and worst([3, 1]) == 1 and worst([1, 2]) == 2 and worst([2, 143, 130]) == 130
+    assert worst([]) == 0
+
+
+@pytest.mark.parametrize("table", ["dltrain.views.runs:STATUS_STYLE", "dltrain.features.hparams:TENSORBOARD_STATUS"])
+def test_every_view_of_statuses_covers_every_status(table):
+    import importlib
+    module, name = table.split(":")
+    assert set(getattr(importlib.import_module(module), name)) == set(RunStatus)
+
+
+def status_literals(path) -> list[int]:
+    """Lines where a status word is a string literal in a collection, a dict key or a comparison."""
+    import ast
+    words = {s.value for s in RunStatus}
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            spelt = node.elts
+        elif isinstance(node, ast.Dict):
+            spelt = node.keys
+        elif isinstance(node, ast.Compare):
+            spelt = [node.left, *node.comparators]
+        else:
+            continue
+        lines += [n.lineno for n in spelt if isinstance(n, ast.Constant) and n.value in words]
+    return lines
+
+
+# Optuna's trial states (complete, pruned, fail, ...) are another vocabulary than a run's
+OTHER_VOCABULARY = {"sweep/results.py"}
+
+
+def test_no_module_spells_a_status_table_of_its_own():
+    """Statuses are RunStatus members everywhere: no tuple, dict or comparison of status words."""
+    from pathlib import Path
+    package = Path(status_module.__file__).parents[1]
+    found = [f"{p.relative_to(package)}:{line}" for p in sorted(package.rglob("*.py"))
+             if p.name != "status.py" and str(p.relative_to(package)) not in OTHER_VOCABULARY
+             for line in status_literals(p)]
+    assert not found, found
