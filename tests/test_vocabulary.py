@@ -87,3 +87,49 @@ def test_no_module_spells_a_status_table_of_its_own():
              if p.name != "status.py" and str(p.relative_to(package)) not in OTHER_VOCABULARY
              for line in status_literals(p)]
     assert not found, found
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics and their direction
+
+def test_a_metric_direction_comes_from_the_table_of_known_metrics_not_from_its_name():
+    from dltrain.core.metrics import DIRECTION, default_mode
+    assert {m: default_mode(f"val_{m}") for m in DIRECTION} == {"loss": "min", "accuracy": "max", "mae": "min",
+                                                                 "rmse": "min"}
+    assert default_mode("train_accuracy") == default_mode("test_accuracy") == default_mode("accuracy") == "max"
+    for unknown in ("val_top5_accuracy", "val_f1", "balanced_accuracy"):  # no guess from the ending
+        with pytest.raises(ValueError, match="known direction"):
+            default_mode(unknown)
+
+
+def test_every_recorded_metric_has_a_direction_and_every_split_of_it_can_be_monitored():
+    from dltrain.core.metrics import (CLASSIFICATION_METRICS, DIRECTION, EPOCH_METRICS, MONITORABLE,
+                                      REGRESSION_METRICS)
+    assert set(CLASSIFICATION_METRICS) | set(REGRESSION_METRICS) == set(DIRECTION)
+    assert set(MONITORABLE) == set(EPOCH_METRICS) == {f"{s}_{m}" for s in ("train", "val") for m in DIRECTION}
+
+
+def test_what_the_progress_line_and_show_print_are_the_recorded_epoch_metrics():
+    from dltrain.core.metrics import EPOCH_METRICS
+    from dltrain.features.progress import format_logs
+    from dltrain.views.runs import EPOCH_COLUMNS
+    logs = {name: 0.5 for name in EPOCH_METRICS}
+    assert format_logs(logs).split("  ") == [f"{name} 0.5000" for name in EPOCH_METRICS]
+    assert [c for c in EPOCH_COLUMNS if c in EPOCH_METRICS] == list(EPOCH_METRICS)
+
+
+def test_early_stopping_and_a_sweep_check_their_metric_and_resolve_its_mode_alike():
+    from pydantic import ValidationError
+
+    from dltrain.recipe.schema import EarlyStoppingSpec
+    from dltrain.recipe.sweep import SweepSpec
+    params = {"optimizer.lr": [0.1]}
+    assert EarlyStoppingSpec(monitor="val_accuracy").mode == SweepSpec(metric="val_accuracy", params=params).mode == "max"
+    assert EarlyStoppingSpec(monitor="val_mae").mode == SweepSpec(metric="val_mae", params=params).mode == "min"
+    assert EarlyStoppingSpec(monitor="val_accuracy", mode="min").mode == "min"
+    messages = []
+    for make in (lambda: EarlyStoppingSpec(monitor="val_acuracy"), lambda: SweepSpec(metric="val_acuracy", params=params)):
+        with pytest.raises(ValidationError) as caught:
+            make()
+        messages.append(caught.value.errors()[0]["msg"])
+    assert messages[0] == messages[1] and "did you mean `val_accuracy`" in messages[0]

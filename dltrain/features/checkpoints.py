@@ -13,7 +13,6 @@ from dltrain.rundir.writer import RunDir
 from dltrain.train.events import Callback, FitState, Monitor, read_metric
 
 CHECKPOINT_FORMAT = 1
-SPLIT_METRICS = ("loss", "accuracy", "mae", "rmse")
 
 
 def rng_state() -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from dltrain.features.checkpoints import SPLIT_METRICS
+from dltrain.core.metrics import METRICS
 from dltrain.rundir.writer import RunDir
 from dltrain.train.events import Callback, FitState
 
@@ -65,7 +65,7 @@ class TensorBoard(Callback):
         self._write_batch_points()
         train, val = self._writer("train"), self._writer("validation")
         epoch = state.epoch
-        for metric in SPLIT_METRICS:
+        for metric in METRICS:
             if f"train_{metric}" in logs:
                 train.add_scalar(f"epoch_{metric}", logs[f"train_{metric}"], epoch)
             if f"val_{metric}" in logs:

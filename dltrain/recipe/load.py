@@ -303,7 +303,3 @@ def _element_type(model: Any) -> Any:
     model = _resolve(model, None)
     args = typing.get_args(model)
     return args[0] if args else None
-
-
-def render_recipe(recipe: Recipe) -> str:
-    return recipe.to_yaml()

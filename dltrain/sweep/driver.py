@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dltrain.components.search import METHODS, PRUNERS
 from dltrain.core.errors import DataError, Problem, RecipeError, UsageError
-from dltrain.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from dltrain.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, SPLITS
 from dltrain.core.status import Exit, RunStatus
 from dltrain.recipe.load import load_document, load_recipe, validate_document
 from dltrain.recipe.sweep import SweepSpec
@@ -101,7 +101,7 @@ def _check_runnable(doc: dict, spec: SweepSpec, source: str) -> int:
     split, _, metric = spec.metric.partition("_")
     recorded = CLASSIFICATION_METRICS if built.data.task == "classification" else REGRESSION_METRICS
     if metric not in recorded:
-        names = ", ".join(f"{s}_{m}" for s in ("train", "val") for m in recorded)
+        names = ", ".join(f"{s}_{m}" for s in SPLITS for m in recorded)
         raise RecipeError([Problem("sweep.metric", f"`{spec.metric}` is not recorded for a {built.data.task} task "
                                    f"(recorded: {names})")], source)
     if split == "val" and built.data.val is None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dltrain.core.metrics import METRICS
 from dltrain.core.status import RunStatus
 from dltrain.train.events import FitState, StopTraining, fire
 from dltrain.train.metrics import MetricSums
@@ -194,7 +195,7 @@ def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState
             train = learner.train_epoch(train_loader, state)
             lr, seconds = state.progress.lr, state.progress.elapsed()  # the lr this epoch started with
             state.progress = None
-            logs = {f"train_{k}" if k in ("loss", "accuracy", "mae", "rmse") else k: v for k, v in train.items()}
+            logs = {f"train_{k}" if k in METRICS else k: v for k, v in train.items()}
             started = time.perf_counter()
             if val_loader is not None:
                 logs.update({f"val_{k}": v for k, v in learner.evaluate(val_loader).items()})

@@ -5,14 +5,14 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
+from dltrain.core.metrics import EPOCH_METRICS
 from dltrain.core.status import RunStatus
 from dltrain.rundir.reader import Run, finite
 
 STATUS_STYLE = {RunStatus.RUNNING: "cyan", RunStatus.COMPLETED: "green", RunStatus.EARLY_STOPPED: "green",
                 RunStatus.PRUNED: "yellow", RunStatus.DIVERGED: "red", RunStatus.INTERRUPTED: "yellow",
                 RunStatus.FAILED: "red", RunStatus.UNKNOWN: ""}
-EPOCH_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "train_mae", "train_rmse", "val_loss",
-                 "val_accuracy", "val_mae", "val_rmse", "grad_norm", "penalty", "seconds")
+EPOCH_COLUMNS = ("epoch", "step", "lr", *EPOCH_METRICS, "grad_norm", "penalty", "seconds")
 
 
 def print_wide(console, table) -> None:
