@@ -133,3 +133,55 @@ def test_early_stopping_and_a_sweep_check_their_metric_and_resolve_its_mode_alik
             make()
         messages.append(caught.value.errors()[0]["msg"])
     assert messages[0] == messages[1] and "did you mean `val_accuracy`" in messages[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# the run directory's layout
+
+def layout_names() -> set[str]:
+    from pathlib import Path
+
+    from dltrain.rundir import layout
+    files = {v for k, v in vars(layout).items() if k.isupper() and isinstance(v, str) and Path(v).suffix}
+    return files | {layout.CHECKPOINTS}
+
+
+def spelt_names(path, names: set[str]) -> list[int]:
+    """Lines where a string literal is one of `names` (docstrings and messages that mention a file aside)."""
+    import ast
+    return [n.lineno for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in names]
+
+
+def test_every_name_inside_a_run_directory_is_spelt_only_in_layout_py():
+    from pathlib import Path
+    names = layout_names()
+    assert {"recipe.yaml", "run.json", "metrics.csv", "summary.json", "error.txt", "run.lock", "last.pt", "best.pt",
+            "previous.pt", "diagnostics.jsonl", "forensics.json", "landscape.json", "landscape.png"} <= names
+    package = Path(status_module.__file__).parents[1]
+    found = [f"{p.relative_to(package)}:{line}" for p in sorted(package.rglob("*.py")) if p.name != "layout.py"
+             for line in spelt_names(p, names)]
+    assert not found, found
+
+
+def test_tensorboard_writers_open_the_layout_folders_through_one_helper():
+    from pathlib import Path
+    package = Path(status_module.__file__).parents[1]
+    opening = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
+               if "SummaryWriter(" in p.read_text()]
+    assert opening == ["rundir/writer.py"]
+
+
+def test_the_writer_and_the_reader_see_the_same_files(tmp_path):
+    from dltrain.rundir.layout import RunLayout
+    from dltrain.rundir.reader import load_run
+    from dltrain.rundir.writer import RunDir
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    run.update_run_info(status=RunStatus.COMPLETED)
+    run.write_summary({"status": RunStatus.COMPLETED, "epochs": 2})
+    run.write_recipe("name: r\n")
+    read = load_run(run.path)
+    assert read.status is RunStatus.COMPLETED and read.summary["epochs"] == 2 and read.recipe == {"name": "r"}
+    files = [n for n, v in vars(RunLayout).items() if isinstance(v, property)]
+    assert all(getattr(run, n) == getattr(read, n) for n in files) and "info_file" in files

@@ -82,8 +82,9 @@ class HParamsSession:
 
     def _open(self):
         if self.writer is None:  # a resumed run writes its end into a new event file of the same session
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(log_dir=str(self.run_path))
+            from dltrain.rundir.layout import SESSION_EVENTS
+            from dltrain.rundir.writer import event_writer
+            self.writer = event_writer(self.run_path, SESSION_EVENTS)
         return self.writer
 
     def start(self) -> None:

@@ -18,8 +18,7 @@ import sys
 from pathlib import Path
 
 from dltrain.core.errors import UsageError
-
-LOCK_NAME = "run.lock"
+from dltrain.rundir.layout import LOCK
 
 
 class RunLocked(UsageError):
@@ -32,7 +31,7 @@ class RunLock:
 
     @classmethod
     def acquire(cls, run_dir: Path) -> "RunLock":
-        path = Path(run_dir) / LOCK_NAME
+        path = Path(run_dir) / LOCK
         for _ in range(10):  # retry only if the file was replaced between open and flock
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -81,7 +80,7 @@ def lock_owner(run_dir: Path) -> dict | None:
     """{pid, host, since} of the live process training in `run_dir`, or None (not running, or killed:
     what `run.json` saying `running` cannot tell apart on its own)."""
     try:
-        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY)
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:

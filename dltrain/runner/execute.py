@@ -179,7 +179,7 @@ def _fit(state, learner, built: Built, run: RunDir) -> tuple[RunStatus, str, str
     except Exception as exc:  # the run directory must say how it failed
         error = traceback.format_exc()
         with contextlib.suppress(OSError):
-            write_text(run.path / "error.txt", error)
+            write_text(run.error_file, error)
         return RunStatus.FAILED, f"{type(exc).__name__}: {exc}", error
     return RunStatus(state.stop.status), state.stop.reason, None
 

@@ -111,9 +111,8 @@ def print_show(console, run: Run) -> None:
 
     heading(console, "how it ended")
     console.print(f"{run.status}: {info.get('stop_reason') or 'no stop reason recorded'}", markup=False)
-    error = run.path / "error.txt"
-    if error.is_file():
-        console.print(error.read_text(encoding="utf-8").rstrip(), markup=False, style="red")
+    if run.error_file.is_file():
+        console.print(run.error_file.read_text(encoding="utf-8").rstrip(), markup=False, style="red")
     if run.status is RunStatus.RUNNING:
         console.print(f"run.json says `running` (pid {info.get('pid')} on {info.get('host')}): either it is still "
                       "going, or it was killed before it could record how it ended", markup=False)
