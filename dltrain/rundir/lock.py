@@ -93,6 +93,21 @@ def lock_owner(run_dir: Path) -> dict | None:
     return None
 
 
+def process_gone(run_dir: Path, host: object, pid: object) -> bool:
+    """True when the process that trained in `run_dir`, pid `pid` on `host` (as run.json records them),
+    is known to be gone: it ran on this host, nobody holds the run's lock, and no process has that pid.
+    False whenever it may be alive, or ran on another host, where neither can be checked from here."""
+    if host != socket.gethostname() or not isinstance(pid, int) or lock_owner(run_dir) is not None:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
+
+
 def _read_owner(fd: int) -> dict:
     raw = os.pread(fd, 4096, 0)
     try:

@@ -46,6 +46,13 @@ class Run(RunLayout):
         """Ran to its planned end or stopped early on purpose: its numbers are comparable."""
         return self.status.finished
 
+    @cached_property
+    def killed(self) -> bool:
+        """run.json says `running`, but its process is gone from this host: killed before it could record
+        how it ended (SIGKILL, out of memory, a crash of the machine). `dltrain resume` continues it."""
+        from dltrain.rundir.lock import process_gone
+        return self.status is RunStatus.RUNNING and process_gone(self.path, self.info.get("host"), self.info.get("pid"))
+
     @property
     def batch(self) -> str | None:
         """The batch (`dltrain run ... --seeds N`) or sweep study (`dltrain sweep`) the run belongs to."""
