@@ -4,6 +4,8 @@ metric names with their direction, and the run directory's file names."""
 from __future__ import annotations
 
 
+import re
+
 import pytest
 
 from dltrain.core import status as status_module
@@ -185,3 +187,69 @@ def test_the_writer_and_the_reader_see_the_same_files(tmp_path):
     assert read.status is RunStatus.COMPLETED and read.summary["epochs"] == 2 and read.recipe == {"name": "r"}
     files = [n for n, v in vars(RunLayout).items() if isinstance(v, property)]
     assert all(getattr(run, n) == getattr(read, n) for n in files) and "info_file" in files
+
+
+def test_the_status_table_of_docs_runs_md_lists_every_status_a_run_records():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / "runs.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_]+)` \| [\d(),A-Z ]*\| (?:yes|no) \|", text, re.M))
+    assert documented == {s.value for s in RunStatus} - {"unknown"}
+
+
+# ---------------------------------------------------------------------------------------------
+# one way to name a run: show, resume and model.from
+
+def fake_runs(root, *names):
+    """Run directories started in the order given (the last is the newest)."""
+    import json
+    for i, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        (root / name / "run.json").write_text(json.dumps({"status": "completed", "started": f"2026-01-01T00:00:0{i}"}))
+    return [root / n for n in names]
+
+
+def test_a_run_is_named_by_its_directory_its_name_its_recipe_or_a_unique_prefix(tmp_path):
+    from dltrain.core.errors import UsageError
+    from dltrain.rundir.reader import find_run
+    root = tmp_path / "runs"
+    old, new, other = fake_runs(root, "tiny-20260101-000000-aaaa", "tiny-20260102-000000-bbbb",
+                                "tiny-long-20260103-000000-cccc")
+    assert find_run(None, root).path == other  # the newest of all
+    assert find_run(str(old), tmp_path / "elsewhere").path == old  # a directory
+    assert find_run(old.name, root).path == old  # a name
+    assert find_run("tiny", root).path == new  # a recipe's newest run, not tiny-long's
+    assert find_run(str(root / "tiny"), tmp_path / "elsewhere").path == new  # ... under the folder a path gives
+    assert find_run("tiny-l", root).path == other  # a unique prefix
+    assert find_run("tiny", root, where=lambda r: r.path != new).path == old
+    with pytest.raises(UsageError, match=r"`tiny-2026` names 2 runs .*give the full name"):
+        find_run("tiny-2026", root)
+    with pytest.raises(UsageError, match=r"no run directory `tiny-20260101-000000-aaab`, and no run named .* "
+                                         r"under `.*runs`.*did you mean `tiny-20260101-000000-aaaa`"):
+        find_run("tiny-20260101-000000-aaab", root)
+
+
+def test_model_from_a_recipe_name_takes_its_newest_run_that_has_a_checkpoint(tmp_path):
+    from dltrain.core.errors import RecipeError
+    from dltrain.models.transfer import resolve_source
+    old, new = fake_runs(tmp_path / "runs", "a-20260101-000000-aaaa", "a-20260102-000000-bbbb")
+    (old / "checkpoints").mkdir()
+    (old / "checkpoints" / "last.pt").write_bytes(b"")
+    assert resolve_source(str(tmp_path / "runs" / "a")) == old / "checkpoints" / "last.pt"
+    (old / "checkpoints" / "best.pt").write_bytes(b"")
+    assert resolve_source(str(old)) == old / "checkpoints" / "best.pt"
+    with pytest.raises(RecipeError, match="has no checkpoints/best.pt or checkpoints/last.pt"):
+        resolve_source(str(new))
+    with pytest.raises(RecipeError, match=r"no run directory `.*runs/b`, .* \(expected a checkpoint file"):
+        resolve_source(str(tmp_path / "runs" / "b"))
+
+
+def test_show_and_resume_name_a_run_alike(cli, tmp_path):
+    from conftest import run_dirs, tiny_recipe, write_recipe
+    recipe = write_recipe(tmp_path / "tiny.yaml", tiny_recipe(train={"epochs": 1}, log={"tensorboard": False}))
+    assert cli("run", recipe).code == 0 and cli("run", recipe).code == 0
+    newest = run_dirs(tmp_path / "runs")[-1]
+    assert cli("show", "tiny").out.startswith(f"{newest.name}  completed")
+    resumed = cli("resume", "tiny")
+    assert resumed.code == 2 and f"runs/{newest.name} cannot be resumed: it completed" in resumed.err
+    missing = cli("resume", "tinny")
+    assert missing.code == 2 and "no run directory `tinny`" in missing.err and "did you mean" in missing.err

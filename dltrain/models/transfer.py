@@ -25,9 +25,8 @@ def resolve_source(text: str) -> Path:
     try:
         run = find_run(text, path.parent, where=lambda r: r.weights_file is not None)
     except UsageError as err:
-        raise RecipeError([Problem("model.from", f"not found: {path} (expected a checkpoint file, a run directory, "
-                                   f"or a run-name prefix with runs named {path.name}-<time>-<id>; run that recipe "
-                                   f"first): {err}")]) from None
+        raise RecipeError([Problem("model.from", f"{err} (expected a checkpoint file, a run directory, or a "
+                                   "recipe's name: run that recipe first)")]) from None
     if run.weights_file is None:
         raise RecipeError([Problem("model.from", f"{path} has no {layout.CHECKPOINTS}/{layout.BEST} or "
                                    f"{layout.CHECKPOINTS}/{layout.LAST}; expected a run directory or a checkpoint file")])

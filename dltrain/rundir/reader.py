@@ -23,7 +23,7 @@ from dltrain.rundir import layout
 from dltrain.rundir.layout import RUN_INFO, RunLayout
 
 GLOB_CHARS = set("*?[")
-RUN_SUFFIX = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}")  # a run is named <recipe name><this> (writer.new_run_dir)
+RUN_SUFFIX = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}$")  # a run is named <recipe name><this> (writer.new_run_dir)
 
 
 @dataclass
@@ -260,8 +260,9 @@ def find_run(selector: str | Path | None, root: Path, *, where: Callable[[Run], 
     if prefixed:
         raise UsageError(f"`{selector}` names {len(prefixed)} runs under `{folder}` (the newest: "
                          f"{', '.join(r.name for r in prefixed[:3])}); give the full name")
+    known = list(dict.fromkeys([RUN_SUFFIX.sub("", r.name) for r in runs] + [r.name for r in runs]))
     raise UsageError(f"no run directory `{selector}`, and no run named `{name}` or `{name}-<time>-<id>` under "
-                     f"`{folder}`{did_you_mean(name, [r.name for r in runs])}")
+                     f"`{folder}`{did_you_mean(name, known)}")
 
 
 def flatten(recipe: dict) -> dict[str, Any]:
