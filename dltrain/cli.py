@@ -1,5 +1,6 @@
-"""The `dltrain` command. Parses arguments, calls one function per verb, maps errors to exit codes:
-0 done, 1 failed, 2 bad recipe or arguments, 3 run diverged, 130 interrupted (SIGINT), 143 (SIGTERM).
+"""The `dltrain` command. Parses arguments, calls one function per verb, maps errors to exit codes
+(core.status.Exit): 0 done, 1 failed, 2 bad recipe or arguments, 3 run diverged, 130 interrupted
+(SIGINT), 143 (SIGTERM).
 torch is imported only inside the verbs that need it, so `dltrain --help` answers at once."""
 
 from __future__ import annotations
@@ -157,21 +158,22 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point; `argv` lets tests call the real CLI in-process. Always ends in SystemExit."""
     quiet_thread_waits()
     from dltrain.core.errors import DataError, RecipeError, UsageError
+    from dltrain.core.status import Exit
 
     try:
         app(args=argv, prog_name="dltrain")
     except RecipeError as err:
         print(f"error: {err.render()}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(Exit.USAGE)
     except (UsageError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(Exit.USAGE)
     except KeyboardInterrupt:  # outside training (loading, building): nothing to save
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(Exit.SIGINT)
     except OSError as err:  # the machine, not the recipe: a full disk while writing the final records, say
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(Exit.FAILED)
 
 
 if __name__ == "__main__":

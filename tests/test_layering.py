@@ -16,9 +16,9 @@ BELOW = {
     "data": {"core"},
     "train": {"core"},
     "rundir": {"core"},
-    "models": {"core", "components"},
+    "models": {"core", "components", "rundir"},  # model.from: rundir.reader finds the source run
     "diagnostics": {"core", "components"},
-    "recipe": {"core", "components", "data", "models"},
+    "recipe": {"core", "components", "data", "models", "rundir"},  # rundir.layout: a run's recipe.yaml
     "views": {"core", "components", "data", "models", "diagnostics", "rundir", "recipe"},
     "features": {"core", "components", "train", "rundir", "diagnostics", "views"},
     "builder": {"core", "components", "data", "models", "diagnostics", "recipe", "train", "rundir", "features"},

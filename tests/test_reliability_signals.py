@@ -170,3 +170,24 @@ def test_a_second_signal_outside_a_write_stops_at_once():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)  # the handler raises before this ends
+
+
+def test_list_and_show_call_a_killed_run_killed_and_say_how_to_resume_it(cli, tmp_path):
+    """run.json of a SIGKILLed run still says `running`; its process is gone from this host (issue 12, bug 6)."""
+    recipe = write_recipe(tmp_path / "long.yaml", tiny_recipe(train={"epochs": 10_000}, log={"tensorboard": False,
+                                                                                          "diagnostics": False}))
+    proc = start_run(recipe, tmp_path / "runs")
+    run = wait_for_checkpoint(proc, tmp_path / "runs")
+    live = cli("list", "--runs-dir", tmp_path / "runs")
+    assert proc.poll() is None and " running " in live.out and "killed" not in live.out
+    proc.kill()
+    proc.communicate(timeout=60)  # reaped: no zombie keeps the pid
+    assert status(run)["status"] == "running"  # on disk nothing changes: only the views tell the truth
+
+    listed = cli("list", "--runs-dir", tmp_path / "runs")
+    assert listed.code == 0 and " killed " in listed.out and " running " not in listed.out
+    assert f"  dltrain resume {run}\n" in listed.out
+    shown = cli("show", run.name, "--runs-dir", tmp_path / "runs")
+    assert shown.code == 0 and shown.out.startswith(f"{run.name}  killed")
+    assert f"its process (pid {proc.pid} on " in shown.out and "is gone" in shown.out
+    assert shown.out.rstrip().endswith(f"continue it with:\n  dltrain resume {run}")

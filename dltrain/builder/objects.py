@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from dltrain.components import LOSSES
 from dltrain.core.errors import DataError, Problem, RecipeError
-from dltrain.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from dltrain.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, SPLITS
 from dltrain.data import DataBundle, prepare
 from dltrain.recipe.schema import Recipe
 
@@ -76,7 +76,7 @@ def _task_checks(recipe: Recipe, data: DataBundle, problems: list[Problem]) -> t
         split, _, metric = name.partition("_")
         if metric not in metrics:
             problems.append(Problem(key, f"`{name}` is not recorded for a {data.task} task "
-                                    f"(recorded: {', '.join(f'{s}_{m}' for s in ('train', 'val') for m in metrics)})"))
+                                    f"(recorded: {', '.join(f'{s}_{m}' for s in SPLITS for m in metrics)})"))
         elif split == "val" and data.val is None:
             problems.append(Problem(key, f"`{name}` needs a validation split, but data.val_fraction is 0"))
     return loss_name, monitor, mode

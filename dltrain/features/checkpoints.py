@@ -9,11 +9,11 @@ import random
 import numpy as np
 import torch
 
+from dltrain.rundir import layout
 from dltrain.rundir.writer import RunDir
 from dltrain.train.events import Callback, FitState, Monitor, read_metric
 
 CHECKPOINT_FORMAT = 1
-SPLIT_METRICS = ("loss", "accuracy", "mae", "rmse")
 
 
 def rng_state() -> dict:
@@ -87,8 +87,6 @@ class Checkpointer(Callback):
     Never after a divergence: a checkpoint holding non-finite weights is worse than none.
     Put it after every other stateful callback: its snapshot must see their epoch-end updates."""
 
-    LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
-
     def __init__(self, run: RunDir, monitor: str, mode: str, min_delta: float = 0.0):
         self.run = run
         self.monitor = Monitor(monitor, mode, min_delta)
@@ -96,7 +94,7 @@ class Checkpointer(Callback):
 
     def _save_last(self, payload: dict, best: bool = False) -> None:
         # serialized now, written by the run's background writer (on_fit_end waits for it)
-        self.run.save_checkpoint(self.LAST, payload, previous=self.PREVIOUS, also=self.BEST if best else None,
+        self.run.save_checkpoint(layout.LAST, payload, previous=layout.PREVIOUS, also=layout.BEST if best else None,
                                  later=True)
 
     def on_checkpoint(self, state: FitState) -> None:

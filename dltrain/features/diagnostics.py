@@ -20,15 +20,14 @@ import time
 
 import torch
 
+from dltrain.core.status import RunStatus
 from dltrain.diagnostics.forensics import FlightRecorder, describe, replay, suggestions
 from dltrain.diagnostics.probes import Probe, Reading, probe_pass
 from dltrain.features.tensorboard import TensorBoard
-from dltrain.rundir.writer import RunDir, write_json
+from dltrain.rundir import layout
+from dltrain.rundir.writer import RunDir, event_writer, write_json
 from dltrain.train.events import Callback, FitState, StopTraining
 
-RECORDS_FILE = "diagnostics.jsonl"
-FORENSICS_FILE = "forensics.json"
-TB_FOLDER = "diagnostics"
 HISTOGRAM_BINS = 64  # 4x cheaper to write than TensorBoard's default ~1500 exponential buckets
 SNAPSHOT_EVERY = 50  # optimizer steps between forensics snapshots (and at every epoch's end)
 
@@ -118,7 +117,8 @@ class Diagnostics(Callback):
         self.handles = []
         if self.step_armed:
             self._disarm_step()
-        finished = state.stop is not None and state.stop.status in ("completed", "early_stopped", "interrupted")
+        finished = state.stop is not None and (state.stop.status.finished or
+                                               state.stop.status is RunStatus.INTERRUPTED)
         if finished and not (self.probes and self.probes[-1]["step"] == state.step):
             self._probe_pass(state, "end")
         self._drain()
@@ -201,7 +201,7 @@ class Diagnostics(Callback):
         """Append the new records (fsync only when asked: at the end of the run)."""
         if not self.unwritten and not sync:
             return
-        self.run.append_jsonl(RECORDS_FILE, self.unwritten, sync=sync)
+        self.run.append_jsonl(layout.DIAGNOSTICS, self.unwritten, sync=sync)
         writer = self._tensorboard()
         if writer is not None:
             for record in self.unwritten:
@@ -214,8 +214,7 @@ class Diagnostics(Callback):
 
     def _tensorboard(self):
         if self.tensorboard and self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(log_dir=str(self.run.path / TB_FOLDER))
+            self.writer = event_writer(self.run.path, layout.DIAGNOSTICS_EVENTS)
         return self.writer
 
     def _histograms(self, epoch: int) -> None:
@@ -255,7 +254,7 @@ class Diagnostics(Callback):
             "grad_norm_history": {"recorded": self.grad_history, "replayed": found["replayed"] if found else []},
             "suggestions": suggestions(first, learner.optimizer.param_groups[0]["lr"], learner.clip is not None),
         }
-        write_json(self.run.path / FORENSICS_FILE, report)
+        write_json(self.run.path / layout.FORENSICS, report)
         self._write(sync=True)
-        raise StopTraining("diverged", f"diverged: non-finite loss ({value}) at epoch {state.epoch + 1}, step {step}; "
-                                       f"{where} (details: {FORENSICS_FILE})")
+        raise StopTraining(RunStatus.DIVERGED, f"diverged: non-finite loss ({value}) at epoch {state.epoch + 1}, step {step}; "
+                                       f"{where} (details: {layout.FORENSICS})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from dltrain.core.status import RunStatus
 from dltrain.train.events import Callback, FitState, Monitor, StopTraining, read_metric
 
 
@@ -25,13 +26,13 @@ class EarlyStopping(Callback):
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
             m = self.monitor
-            raise StopTraining("early_stopped",
+            raise StopTraining(RunStatus.EARLY_STOPPED,
                                f"early stopping: {m.name} did not improve for {self.patience} epochs "
                                f"(best {m.best:.6g} at epoch {m.best_epoch})")
 
     def on_fit_end(self, state: FitState) -> None:
         if self.restore_best and self.best_weights is not None and (
-                state.stop is None or state.stop.status in ("early_stopped", "completed")):
+                state.stop is None or state.stop.status.finished):
             state.learner.module.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict:

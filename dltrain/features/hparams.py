@@ -20,8 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-STATUS = {"completed": "STATUS_SUCCESS", "early_stopped": "STATUS_SUCCESS", "diverged": "STATUS_FAILURE",
-          "failed": "STATUS_FAILURE", "interrupted": "STATUS_UNKNOWN", "running": "STATUS_RUNNING"}
+from dltrain.core.status import RunStatus
+
+# the HParams dashboard's word for each status
+TENSORBOARD_STATUS = {RunStatus.RUNNING: "STATUS_RUNNING", RunStatus.COMPLETED: "STATUS_SUCCESS",
+                      RunStatus.EARLY_STOPPED: "STATUS_SUCCESS", RunStatus.PRUNED: "STATUS_UNKNOWN",
+                      RunStatus.DIVERGED: "STATUS_FAILURE", RunStatus.INTERRUPTED: "STATUS_UNKNOWN",
+                      RunStatus.FAILED: "STATUS_FAILURE", RunStatus.UNKNOWN: "STATUS_UNKNOWN"}
 SUMMARY_TAG = "summary/"
 
 
@@ -61,9 +66,9 @@ def session_start(recipe: dict, start_time: float):
     return _plugin_summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=info))
 
 
-def session_end(status: str, end_time: float):
+def session_end(status: RunStatus, end_time: float):
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
-    info = plugin_data_pb2.SessionEndInfo(status=api_pb2.Status.Value(STATUS.get(status, "STATUS_UNKNOWN")),
+    info = plugin_data_pb2.SessionEndInfo(status=api_pb2.Status.Value(TENSORBOARD_STATUS[status]),
                                           end_time_secs=end_time)
     return _plugin_summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=info))
 
@@ -77,15 +82,16 @@ class HParamsSession:
 
     def _open(self):
         if self.writer is None:  # a resumed run writes its end into a new event file of the same session
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(log_dir=str(self.run_path))
+            from dltrain.rundir.layout import SESSION_EVENTS
+            from dltrain.rundir.writer import event_writer
+            self.writer = event_writer(self.run_path, SESSION_EVENTS)
         return self.writer
 
     def start(self) -> None:
         self._open().file_writer.add_summary(session_start(self.recipe, time.time()))
         self.writer.flush()
 
-    def finish(self, status: str, summary: dict) -> None:
+    def finish(self, status: RunStatus, summary: dict) -> None:
         """Final numbers the dashboard shows as metrics, then the session's end with its status."""
         self._open()
         step = summary.get("epochs") or 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from dltrain.core.status import RunStatus
 from dltrain.train.events import Callback, FitState, StopTraining
 
 
@@ -13,10 +14,10 @@ class NonFiniteGuard(Callback):
     def on_log(self, state: FitState, losses: list[tuple[int, float]]) -> None:
         for step, value in losses:
             if not math.isfinite(value):
-                raise StopTraining("diverged", f"diverged: non-finite loss ({value}) at epoch {state.epoch + 1}, "
+                raise StopTraining(RunStatus.DIVERGED, f"diverged: non-finite loss ({value}) at epoch {state.epoch + 1}, "
                                                f"step {step}")
 
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
         for key in ("train_loss", "val_loss"):
             if key in logs and not math.isfinite(logs[key]):
-                raise StopTraining("diverged", f"diverged: {key} is {logs[key]} at epoch {state.epoch}")
+                raise StopTraining(RunStatus.DIVERGED, f"diverged: {key} is {logs[key]} at epoch {state.epoch}")

@@ -6,9 +6,8 @@ from __future__ import annotations
 import sys
 import time
 
+from dltrain.core.metrics import EPOCH_METRICS as SHOWN
 from dltrain.train.events import Callback, FitState
-
-SHOWN = ("train_loss", "train_accuracy", "train_mae", "val_loss", "val_accuracy", "val_mae", "val_rmse")
 
 
 def format_logs(logs: dict) -> str:

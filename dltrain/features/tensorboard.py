@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from dltrain.features.checkpoints import SPLIT_METRICS
-from dltrain.rundir.writer import RunDir
+from dltrain.core.metrics import METRICS
+from dltrain.rundir.layout import TRAIN_EVENTS, VALIDATION_EVENTS
+from dltrain.rundir.writer import RunDir, event_writer
 from dltrain.train.events import Callback, FitState
 
 
@@ -35,13 +36,12 @@ class TensorBoard(Callback):
 
     def on_fit_start(self, state: FitState) -> None:
         if state.step:  # resumed: hide points a killed process logged after its last checkpoint
-            self.purge = {"train": state.step + 1, "validation": state.epoch + 1}
+            self.purge = {TRAIN_EVENTS: state.step + 1, VALIDATION_EVENTS: state.epoch + 1}
 
-    def _writer(self, split: str):
-        if split not in self.writers:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writers[split] = SummaryWriter(log_dir=str(self.run.path / split), purge_step=self.purge.get(split))
-        return self.writers[split]
+    def _writer(self, folder: str):
+        if folder not in self.writers:
+            self.writers[folder] = event_writer(self.run.path, folder, purge_step=self.purge.get(folder))
+        return self.writers[folder]
 
     def on_log(self, state: FitState, losses: list[tuple[int, float]]) -> None:
         if losses:
@@ -52,7 +52,7 @@ class TensorBoard(Callback):
 
     def _write_batch_points(self) -> None:
         if self.batch_points:
-            train = self._writer("train")
+            train = self._writer(TRAIN_EVENTS)
             for step, mean, walltime in self.batch_points:
                 train.add_scalar("batch_loss", mean, step, walltime=walltime)
             self.batch_points.clear()
@@ -63,9 +63,9 @@ class TensorBoard(Callback):
 
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
         self._write_batch_points()
-        train, val = self._writer("train"), self._writer("validation")
+        train, val = self._writer(TRAIN_EVENTS), self._writer(VALIDATION_EVENTS)
         epoch = state.epoch
-        for metric in SPLIT_METRICS:
+        for metric in METRICS:
             if f"train_{metric}" in logs:
                 train.add_scalar(f"epoch_{metric}", logs[f"train_{metric}"], epoch)
             if f"val_{metric}" in logs:

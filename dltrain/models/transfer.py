@@ -13,30 +13,24 @@ from dltrain.models.forward import head_prefix
 
 
 def resolve_source(text: str) -> Path:
-    """A checkpoint file; a run directory (its checkpoints/best.pt, else last.pt); or a run-directory
-    prefix such as runs/transfer-a, meaning the newest runs/transfer-a-<time>-<id> that has a checkpoint."""
+    """A checkpoint file; a run directory (its checkpoints/best.pt, else last.pt); or a recipe's name
+    such as runs/transfer-a, meaning the newest runs/transfer-a-<time>-<id> that has a checkpoint."""
+    from dltrain.core.errors import UsageError
+    from dltrain.rundir import layout
+    from dltrain.rundir.reader import find_run
+
     path = Path(text)
     if path.is_file():
         return path
-    if path.is_dir():
-        found = _checkpoint_in(path)
-        if found is None:
-            raise RecipeError([Problem("model.from", f"{path} has no checkpoints/best.pt or checkpoints/last.pt; "
-                                       "expected a run directory or a checkpoint file")])
-        return found
-    candidates = sorted((p for p in path.parent.glob(f"{path.name}-*") if p.is_dir() and _checkpoint_in(p)),
-                        key=lambda p: p.name[len(path.name):])  # the names end in -YYYYmmdd-HHMMSS-xxxx
-    if candidates:
-        return _checkpoint_in(candidates[-1])
-    raise RecipeError([Problem("model.from", f"not found: {path} (expected a checkpoint file, a run directory, "
-                               f"or a run-name prefix with runs named {path.name}-<time>-<id>; run that recipe first)")])
-
-
-def _checkpoint_in(run: Path) -> Path | None:
-    for name in ("best.pt", "last.pt"):  # best: the validated weights that restore_best would keep
-        if (run / "checkpoints" / name).is_file():
-            return run / "checkpoints" / name
-    return None
+    try:
+        run = find_run(text, path.parent, where=lambda r: r.weights_file is not None)
+    except UsageError as err:
+        raise RecipeError([Problem("model.from", f"{err} (expected a checkpoint file, a run directory, or a "
+                                   "recipe's name: run that recipe first)")]) from None
+    if run.weights_file is None:
+        raise RecipeError([Problem("model.from", f"{path} has no {layout.CHECKPOINTS}/{layout.BEST} or "
+                                   f"{layout.CHECKPOINTS}/{layout.LAST}; expected a run directory or a checkpoint file")])
+    return run.weights_file
 
 
 def read_state_dict(path: Path, key: str = "model.from") -> dict:

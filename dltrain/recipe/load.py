@@ -20,6 +20,7 @@ from dltrain.core.registry import ComponentOf
 from dltrain.core.yamlio import KeyPath, parse_yaml, read_yaml_file
 from dltrain.recipe.schema import Recipe
 from dltrain.recipe.sweep import SweepSpec
+from dltrain.rundir.layout import RECIPE
 
 
 def _merge(base: Any, over: Any, base_lines: dict, over_lines: dict, path: KeyPath, lines: dict) -> Any:
@@ -138,7 +139,7 @@ def load_document(path: str | Path, overrides: list[str] = ()) -> tuple[dict, di
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(doc, keys, value, lines)
-    doc.setdefault("name", path.stem if path.name != "recipe.yaml" else path.parent.name)
+    doc.setdefault("name", path.stem if path.name != RECIPE else path.parent.name)
     return doc, lines
 
 
@@ -303,10 +304,6 @@ def _element_type(model: Any) -> Any:
     model = _resolve(model, None)
     args = typing.get_args(model)
     return args[0] if args else None
-
-
-def render_recipe(recipe: Recipe) -> str:
-    return recipe.to_yaml()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,10 +8,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from dltrain.components import LOSSES, OPTIMIZERS, SCHEDULES
-from dltrain.core.errors import did_you_mean
+from dltrain.core.metrics import resolve_mode
 from dltrain.core.registry import Spec
-from dltrain.core.metrics import MONITORABLE, default_mode
-from dltrain.core.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from dltrain.core.types import Mode, Monitorable, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from dltrain.core.yamlio import dump_yaml
 from dltrain.data import DATASETS
 from dltrain.models import ARCHITECTURES
@@ -20,24 +19,15 @@ from dltrain.recipe.sweep import SweepSpec
 
 
 class EarlyStoppingSpec(Spec):
-    monitor: str = "val_loss"
-    mode: Literal["auto", "min", "max"] = "auto"  # auto: max for accuracy, min otherwise
+    monitor: Monitorable = "val_loss"
+    mode: Mode = "auto"  # auto: max for accuracy, min otherwise
     patience: NonNegativeInt = 5  # epochs without improvement before stopping
     min_delta: NonNegativeFloat = 0.0  # smaller changes do not count as improvement
     restore_best: bool = True  # end with the best epoch's weights (test metrics use them)
 
-    @field_validator("monitor")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        if value not in MONITORABLE:
-            raise ValueError(f"unknown metric `{value}`{did_you_mean(value, MONITORABLE)} "
-                             f"(choose from: {', '.join(MONITORABLE)})")
-        return value
-
     @model_validator(mode="after")
     def _resolve_mode(self):
-        if self.mode == "auto":
-            object.__setattr__(self, "mode", default_mode(self.monitor))
+        object.__setattr__(self, "mode", resolve_mode(self.mode, self.monitor))
         return self
 
 

@@ -20,18 +20,18 @@ hidden sizes, a component mapping) are given to Optuna as their JSON text and de
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from dltrain.components.search import METHODS, PRUNERS
 from dltrain.core.errors import did_you_mean
 from dltrain.core.registry import Spec
-from dltrain.core.types import PositiveInt
+from dltrain.core.metrics import resolve_mode
+from dltrain.core.types import Mode, Monitorable, PositiveInt
 
 DEFAULT_TRIALS = 20  # for random and bayes when `trials` is left out
 RANGE_KEYS = ("low", "high", "log", "step")
@@ -119,21 +119,12 @@ class SweepSpec(Spec):
     method: METHODS.spec_type = "bayes"  # type: ignore[assignment]
     params: Annotated[dict[str, Param], Field(min_length=1)]
     trials: PositiveInt | None = None  # random/bayes: 20; grid: the number of combinations
-    metric: str = "val_loss"  # the value to optimize: the best epoch's value of this metric
-    mode: Literal["auto", "min", "max"] = "auto"  # auto: max for accuracy, min otherwise
+    metric: Monitorable = "val_loss"  # the value to optimize: the best epoch's value of this metric
+    mode: Mode = "auto"  # auto: max for accuracy, min otherwise
     pruner: PRUNERS.spec_type = "none"  # type: ignore[assignment]
     seeds: PositiveInt = 1  # runs per configuration (seed, seed+1, ...); the sampler sees the mean
     workers: PositiveInt = 1  # trials at once on this machine, each in its own process
     storage: str | None = None  # a file (SQLite) or a sqlite:// or postgresql:// URL; default <runs-dir>/sweeps.db
-
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        from dltrain.core.metrics import MONITORABLE
-        if value not in MONITORABLE:
-            raise ValueError(f"unknown metric `{value}`{did_you_mean(value, MONITORABLE)} "
-                             f"(choose from: {', '.join(MONITORABLE)})")
-        return value
 
     @field_validator("params")
     @classmethod
@@ -155,9 +146,7 @@ class SweepSpec(Spec):
 
     @model_validator(mode="after")
     def _resolve(self):
-        from dltrain.core.metrics import default_mode
-        if self.mode == "auto":
-            object.__setattr__(self, "mode", default_mode(self.metric))
+        object.__setattr__(self, "mode", resolve_mode(self.mode, self.metric))
         if self.method.name == "grid":
             for key, param in self.params.items():
                 if isinstance(param, Range) and param.step is None:
@@ -220,6 +209,3 @@ class SweepSpec(Spec):
         return {"method": self.method.name, "metric": self.metric, "mode": self.mode, "seeds": self.seeds,
                 "params": {k: (p if isinstance(p, list) else p.model_dump()) for k, p in self.params.items()}}
 
-
-def digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]

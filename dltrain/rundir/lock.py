@@ -18,8 +18,7 @@ import sys
 from pathlib import Path
 
 from dltrain.core.errors import UsageError
-
-LOCK_NAME = "run.lock"
+from dltrain.rundir.layout import LOCK
 
 
 class RunLocked(UsageError):
@@ -32,7 +31,7 @@ class RunLock:
 
     @classmethod
     def acquire(cls, run_dir: Path) -> "RunLock":
-        path = Path(run_dir) / LOCK_NAME
+        path = Path(run_dir) / LOCK
         for _ in range(10):  # retry only if the file was replaced between open and flock
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -81,7 +80,7 @@ def lock_owner(run_dir: Path) -> dict | None:
     """{pid, host, since} of the live process training in `run_dir`, or None (not running, or killed:
     what `run.json` saying `running` cannot tell apart on its own)."""
     try:
-        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY)
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
@@ -92,6 +91,21 @@ def lock_owner(run_dir: Path) -> dict | None:
         return owner
     os.close(fd)  # we could lock it: nobody holds it
     return None
+
+
+def process_gone(run_dir: Path, host: object, pid: object) -> bool:
+    """True when the process that trained in `run_dir`, pid `pid` on `host` (as run.json records them),
+    is known to be gone: it ran on this host, nobody holds the run's lock, and no process has that pid.
+    False whenever it may be alive, or ran on another host, where neither can be checked from here."""
+    if host != socket.gethostname() or not isinstance(pid, int) or lock_owner(run_dir) is not None:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
 
 
 def _read_owner(fd: int) -> dict:

@@ -1,6 +1,6 @@
 """Reading run directories back: the records `list`, `show`, `compare` and `board` work from.
 
-Nothing here writes. A run directory is one holding `run.json` (RUNS.md); everything else in it
+Nothing here writes. A run directory is one holding `run.json` (layout.py); everything else in it
 (summary.json, metrics.csv, recipe.yaml) may be missing while a run is going or after a kill,
 and the readers say so instead of guessing.
 """
@@ -11,19 +11,23 @@ import csv
 import fnmatch
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dltrain.core.errors import UsageError, did_you_mean
+from dltrain.core.status import RunStatus
+from dltrain.rundir import layout
+from dltrain.rundir.layout import RUN_INFO, RunLayout
 
-FINISHED = ("completed", "early_stopped")  # statuses whose numbers may be pooled with others
 GLOB_CHARS = set("*?[")
+RUN_SUFFIX = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}$")  # a run is named <recipe name><this> (writer.new_run_dir)
 
 
 @dataclass
-class Run:
+class Run(RunLayout):
     """One run directory, read lazily."""
 
     path: Path
@@ -34,13 +38,20 @@ class Run:
         return self.path.name
 
     @property
-    def status(self) -> str:
-        return self.info.get("status") or "unknown"
+    def status(self) -> RunStatus:
+        return RunStatus.read(self.info.get("status"))
 
     @property
     def finished(self) -> bool:
         """Ran to its planned end or stopped early on purpose: its numbers are comparable."""
-        return self.status in FINISHED
+        return self.status.finished
+
+    @cached_property
+    def killed(self) -> bool:
+        """run.json says `running`, but its process is gone from this host: killed before it could record
+        how it ended (SIGKILL, out of memory, a crash of the machine). `dltrain resume` continues it."""
+        from dltrain.rundir.lock import process_gone
+        return self.status is RunStatus.RUNNING and process_gone(self.path, self.info.get("host"), self.info.get("pid"))
 
     @property
     def batch(self) -> str | None:
@@ -54,14 +65,14 @@ class Run:
 
     @cached_property
     def summary(self) -> dict:
-        path = self.path / "summary.json"
+        path = self.summary_file
         return _read_json(path) if path.is_file() else {}
 
     @cached_property
     def recipe(self) -> dict:
         """The resolved recipe as a plain mapping ({} when recipe.yaml is missing)."""
         from dltrain.core.yamlio import read_yaml_file
-        path = self.path / "recipe.yaml"
+        path = self.recipe_file
         if not path.is_file():
             return {}
         value, _ = read_yaml_file(path)
@@ -69,13 +80,13 @@ class Run:
 
     @cached_property
     def recipe_text(self) -> str:
-        path = self.path / "recipe.yaml"
+        path = self.recipe_file
         return path.read_text(encoding="utf-8") if path.is_file() else ""
 
     @cached_property
     def history(self) -> list[dict]:
         """metrics.csv as a list of rows of floats (epoch and step as ints); [] when absent."""
-        path = self.path / "metrics.csv"
+        path = self.metrics_file
         if not path.is_file():
             return []
         with path.open(newline="", encoding="utf-8") as handle:
@@ -93,6 +104,15 @@ class Run:
     def monitor(self) -> tuple[str, str]:
         m = self.info.get("monitor") or {}
         return m.get("name", "val_loss"), m.get("mode", "min")
+
+    @property
+    def weights_file(self) -> Path | None:
+        """The checkpoint to take weights from: best.pt (the validated weights restore_best would keep),
+        else last.pt; None when the run saved neither."""
+        for name in (layout.BEST, layout.LAST):
+            if (self.checkpoints / name).is_file():
+                return self.checkpoints / name
+        return None
 
     @property
     def wall_time(self) -> float | None:
@@ -128,7 +148,7 @@ def _read_json(path: Path) -> dict:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "run.json").is_file()
+    return (Path(path) / RUN_INFO).is_file()
 
 
 def load_run(path: Path) -> Run:
@@ -138,7 +158,7 @@ def load_run(path: Path) -> Run:
     if not is_run_dir(path):
         raise UsageError(f"{path} is not a run directory: it has no run.json "
                          "(run directories are made by `dltrain run`)")
-    return Run(path, _read_json(path / "run.json"))
+    return Run(path, _read_json(path / RUN_INFO))
 
 
 def all_runs(root: Path) -> list[Run]:
@@ -215,27 +235,34 @@ def _glob(pattern: str) -> list[str]:
     return glob.glob(pattern)
 
 
-def find_run(selector: str | None, root: Path) -> Run:
-    """One run for `show`: a directory, an exact name, a unique name prefix, or the newest run."""
+def find_run(selector: str | Path | None, root: Path, *, where: Callable[[Run], bool] | None = None) -> Run:
+    """The one run a selector names, for `show`, `resume` and `model.from`. In order:
+    nothing: the newest run under `root`; a run directory; a run's name; a recipe's name (its newest
+    run, named <recipe name>-<YYYYmmdd-HHMMSS>-<4 hex>); a unique prefix of a run's name. Names are
+    looked up under `root`, or under the folder a path gives (`runs/transfer-a`). `where` skips the
+    runs that lack something (a checkpoint, say). UsageError saying what was looked for otherwise."""
+    root = Path(root)
     if selector is None:
-        runs = all_runs(root)
+        runs = [r for r in all_runs(root) if where is None or where(r)]
         if not runs:
             raise UsageError(f"no runs under `{root}`")
         return runs[0]
     path = Path(selector)
     if path.is_dir():
         return load_run(path)
-    runs = all_runs(root) if root.is_dir() else []
-    prefixed = [r for r in runs if r.name.startswith(selector)]
-    exact = [r for r in prefixed if r.name == selector]
-    if exact:
-        return exact[0]
-    if len(prefixed) == 1:
-        return prefixed[0]
-    if len(prefixed) > 1:
-        raise UsageError(f"`{selector}` names {len(prefixed)} runs under `{root}` (the newest: "
+    folder, name = (path.parent, path.name) if len(path.parts) > 1 else (root, str(selector))
+    runs = [r for r in (all_runs(folder) if folder.is_dir() else []) if where is None or where(r)]
+    exact = [r for r in runs if r.name == name]
+    of_recipe = [r for r in runs if r.name.startswith(name) and RUN_SUFFIX.fullmatch(r.name[len(name):])]
+    prefixed = [r for r in runs if r.name.startswith(name)]
+    if exact or of_recipe or len(prefixed) == 1:
+        return (exact or of_recipe or prefixed)[0]  # runs are newest first
+    if prefixed:
+        raise UsageError(f"`{selector}` names {len(prefixed)} runs under `{folder}` (the newest: "
                          f"{', '.join(r.name for r in prefixed[:3])}); give the full name")
-    raise UsageError(f"no run named `{selector}` under `{root}`{did_you_mean(selector, [r.name for r in runs])}")
+    known = list(dict.fromkeys([RUN_SUFFIX.sub("", r.name) for r in runs] + [r.name for r in runs]))
+    raise UsageError(f"no run directory `{selector}`, and no run named `{name}` or `{name}-<time>-<id>` under "
+                     f"`{folder}`{did_you_mean(name, known)}")
 
 
 def flatten(recipe: dict) -> dict[str, Any]:

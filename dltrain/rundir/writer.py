@@ -18,6 +18,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from dltrain.rundir.layout import RunLayout
+
 
 def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = False,
                  previous: Path | None = None, also: Path | None = None, durable: bool = True) -> None:
@@ -271,15 +273,14 @@ def _csv_line(values: list) -> str:
     return out.getvalue()
 
 
-class RunDir:
-    """A run's directory and the files in it (layout: RUNS.md).
+class RunDir(RunLayout):
+    """A run's directory and the files in it (their names: layout.py).
 
     metrics.csv and the checkpoints can be written `later`, by `writes` (a BackgroundWrites):
     `wait_for_writes()` is then due before the run's end is recorded."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.checkpoints = self.path / "checkpoints"
         self.info: dict = {}
         self.writes = BackgroundWrites()
         self._metrics = MetricsTable()
@@ -295,26 +296,22 @@ class RunDir:
             self.writes.wait()  # an earlier background write of the same file must not land after this one
             job()
 
-    @property
-    def recipe_file(self) -> Path:
-        return self.path / "recipe.yaml"
-
     def write_recipe(self, text: str) -> None:
         write_text(self.recipe_file, text)
 
     def update_run_info(self, **fields: Any) -> None:
         self.info.update(fields)
-        write_json(self.path / "run.json", self.info)
+        write_json(self.info_file, self.info)
 
     def write_summary(self, summary: dict) -> None:
-        write_json(self.path / "summary.json", summary)
+        write_json(self.summary_file, summary)
 
     def write_metrics(self, rows: list[dict], *, later: bool = False, durable: bool = True) -> None:
         """The whole metrics.csv, rewritten atomically each epoch (a few KB: cheaper than a torn append).
         `durable=False` skips the fsyncs (see atomic_write): for the epochs of a run, whose rows the
         checkpoint holds too, so a resume rewrites the file whatever a power cut left of it."""
         content = self._metrics.text(rows)
-        self._write(lambda: atomic_write(self.path / "metrics.csv", lambda h: h.write(content), durable=durable),
+        self._write(lambda: atomic_write(self.metrics_file, lambda h: h.write(content), durable=durable),
                     later)
 
     def append_jsonl(self, name: str, rows: list[dict], *, sync: bool = True) -> None:
@@ -386,6 +383,12 @@ def read_jsonl(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return rows
+
+
+def event_writer(run_path: Path, folder: str, **options: Any):
+    """A TensorBoard SummaryWriter on one of the run's event folders (layout.*_EVENTS)."""
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(log_dir=str(Path(run_path) / folder), **options)
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:

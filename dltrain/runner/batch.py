@@ -4,7 +4,7 @@ batch by default.
 
 Every recipe is loaded and validated before the first run starts, so a typo in the third recipe
 does not surface after two runs' worth of waiting. The batch exits with the worst exit code of its
-runs (EXIT_SEVERITY); an interrupt stops the batch where it is.
+runs (core.status.EXIT_SEVERITY); an interrupt stops the batch where it is.
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ import re
 from pathlib import Path
 
 from dltrain.core.errors import DataError, RecipeError, UsageError
-
-# worst last: all done < a run diverged < a run failed < a run's recipe or data was bad
-# (found only when its data was loaded) < the batch was stopped by a signal
-EXIT_SEVERITY = (0, 3, 1, 2, 143, 130)
-STOPS_BATCH = (130, 143)  # the user asked the whole command to stop
+from dltrain.core.status import STOPS_BATCH, Exit, worst
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -72,10 +68,6 @@ def batch_name(recipes: list, given: str | None, runs_root: Path) -> str:
     return name
 
 
-def worst(codes: list[int]) -> int:
-    return max(codes, key=EXIT_SEVERITY.index, default=0)
-
-
 def run_batch(recipes: list, runs_root: Path, name: str, console, argv: list[str]) -> int:
     """Run every planned recipe in order; print each result, then the batch compared. Returns the exit code."""
     from dltrain.features.progress import reporter_for
@@ -88,12 +80,12 @@ def run_batch(recipes: list, runs_root: Path, name: str, console, argv: list[str
         try:
             result = execute(recipe, runs_root, reporter=reporter_for(console), argv=argv, batch=name)
         except KeyboardInterrupt:  # between runs (while building): nothing of this run was written
-            codes.append(130)
+            codes.append(Exit.SIGINT)
             break
         except (RecipeError, DataError) as err:  # e.g. a loss that does not fit the task: skip this one
             message = err.render() if isinstance(err, RecipeError) else str(err)
             console.print(f"error: {message}", style="red", markup=False)
-            codes.append(2)
+            codes.append(Exit.USAGE)
             continue
         print_result(console, result)
         codes.append(result.exit_code)

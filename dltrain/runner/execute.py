@@ -16,16 +16,15 @@ from pathlib import Path
 from dltrain import __version__
 from dltrain.builder.objects import Built, build
 from dltrain.components import OPTIMIZERS, SCHEDULES
+from dltrain.core.status import RunStatus
 from dltrain.recipe.schema import Recipe
 from dltrain.rundir.writer import RunDir, new_run_dir, write_text
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143
 
 
 @dataclass
 class RunResult:
     run: RunDir
-    status: str
+    status: RunStatus
     reason: str
     summary: dict
     exit_code: int
@@ -110,7 +109,7 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
         run.write_recipe(recipe.to_yaml())
         n_params = sum(p.numel() for p in model.parameters())
         run.update_run_info(
-            status="running", stop_reason=None, name=recipe.name, started=_now(), ended=None,
+            status=RunStatus.RUNNING, stop_reason=None, name=recipe.name, started=_now(), ended=None,
             device=str(built.device), seed=recipe.seed, command=command,
             versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
             data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
@@ -142,7 +141,7 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
     if resume is not None:
         from dltrain.runner.resume import restore
         restore(state, resume.checkpoint)
-        run.update_run_info(status="running", stop_reason=None, ended=None, host=socket.gethostname(),
+        run.update_run_info(status=RunStatus.RUNNING, stop_reason=None, ended=None, host=socket.gethostname(),
                             pid=os.getpid(), resumed=[*run.info.get("resumed", []), {
                                 "at": _now(), "checkpoint": resume.source, "epoch": state.epoch,
                                 "step": state.step, "command": command}])
@@ -151,10 +150,10 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
         state.stop_request = request
         status, reason, error = _fit(state, learner, built, run)
         request.finishing = True  # from here on a signal is only noted: the records must be written
-        if status == "interrupted":
+        if status is RunStatus.INTERRUPTED:
             reason += f"; continue it with: dltrain resume {run.path}"
         test = {}
-        if status in ("completed", "early_stopped") and built.loaders["test"] is not None:
+        if status.finished and built.loaders["test"] is not None:
             test = {f"test_{k}": v for k, v in learner.evaluate(built.loaders["test"]).items()}
         wall = earlier_wall + time.time() - started
         summary = _summary(state, built, test, wall, status)
@@ -163,12 +162,12 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
                             error=error)
         if hparams is not None:
             hparams.finish(status, summary)
-    exit_code = {"completed": EXIT_OK, "early_stopped": EXIT_OK, "pruned": EXIT_OK, "diverged": EXIT_DIVERGED,
-                 "interrupted": request.exit_code}.get(status, EXIT_FAILED)
+    # interrupted: the signal's own code (130 or 143)
+    exit_code = request.exit_code if status is RunStatus.INTERRUPTED else status.exit_code
     return RunResult(run, status, reason, summary, exit_code)
 
 
-def _fit(state, learner, built: Built, run: RunDir) -> tuple[str, str, str | None]:
+def _fit(state, learner, built: Built, run: RunDir) -> tuple[RunStatus, str, str | None]:
     """Train; returns (status, reason, traceback text or None). Never raises but for BaseExceptions
     other than KeyboardInterrupt."""
     from dltrain.train.loop import fit
@@ -176,16 +175,16 @@ def _fit(state, learner, built: Built, run: RunDir) -> tuple[str, str, str | Non
     try:
         fit(learner, built.loaders["train"], built.loaders["val"], state)
     except KeyboardInterrupt:
-        return "interrupted", f"stopped at once by the user at epoch {state.epoch + 1}, step {state.step}", None
+        return RunStatus.INTERRUPTED, f"stopped at once by the user at epoch {state.epoch + 1}, step {state.step}", None
     except Exception as exc:  # the run directory must say how it failed
         error = traceback.format_exc()
         with contextlib.suppress(OSError):
-            write_text(run.path / "error.txt", error)
-        return "failed", f"{type(exc).__name__}: {exc}", error
-    return state.stop.status, state.stop.reason, None
+            write_text(run.error_file, error)
+        return RunStatus.FAILED, f"{type(exc).__name__}: {exc}", error
+    return RunStatus(state.stop.status), state.stop.reason, None
 
 
-def _summary(state, built: Built, test: dict, wall: float, status: str) -> dict:
+def _summary(state, built: Built, test: dict, wall: float, status: RunStatus) -> dict:
     from dltrain.train.events import Monitor
     history = state.history
     monitor = built.monitor

@@ -18,14 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dltrain.core.errors import UsageError
+from dltrain.core.status import RunStatus
+from dltrain.rundir import layout
 from dltrain.rundir.lock import RunLock
 from dltrain.rundir.writer import RunDir, load_checkpoint, read_json
 
 CHECKPOINT_KEYS = ("format", "epoch", "step", "history", "learner", "callbacks", "rng")
-FINISHED = {"completed": "it completed", "early_stopped": "it stopped early, as its recipe asked",
-            "diverged": "it diverged (its last good checkpoint would diverge again: change the recipe "
-                        "and start a new run)",
-            "pruned": "its sweep pruned it (re-run the sweep to continue the study)"}
 
 
 class CheckpointError(UsageError):
@@ -40,13 +38,6 @@ class ResumePoint:
     lock: RunLock
     checkpoint: dict
     source: str  # which file: last.pt or previous.pt
-
-
-def find_run(run: Path, runs_root: Path) -> Path:
-    for candidate in (run, runs_root / run):
-        if (candidate / "run.json").is_file():
-            return candidate
-    raise UsageError(f"no run directory `{run}` (looked for {run}/run.json and {runs_root / run}/run.json)")
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -89,17 +80,15 @@ def _gist(message: str) -> str:
 
 def latest_checkpoint(run: RunDir) -> tuple[dict, str]:
     """last.pt, else previous.pt (with a warning saying why). CheckpointError when neither loads."""
-    from dltrain.features.checkpoints import Checkpointer
-
     problems = []
-    for name in (Checkpointer.LAST, Checkpointer.PREVIOUS):
+    for name in (layout.LAST, layout.PREVIOUS):
         try:
             state = read_checkpoint(run.checkpoints / name)
         except CheckpointError as exc:
             problems.append(str(exc))
             continue
         for problem in problems:
-            print(f"warning: {problem}; using checkpoints/{name} (epoch {state['epoch']}, step {state['step']})",
+            print(f"warning: {problem}; using {layout.CHECKPOINTS}/{name} (epoch {state['epoch']}, step {state['step']})",
                   file=sys.stderr)
         return state, name
     raise CheckpointError(f"no usable checkpoint in {run.path}:\n  " + "\n  ".join(problems))
@@ -109,14 +98,15 @@ def prepare_resume(run_path: Path, runs_root: Path) -> tuple[ResumePoint, object
     """Find and lock the run, check that it can be continued, load its recipe and checkpoint.
     Returns (ResumePoint, Recipe). The lock is released again if anything here fails."""
     from dltrain.recipe.load import load_recipe
+    from dltrain.rundir.reader import find_run
 
-    run = RunDir(find_run(Path(run_path), Path(runs_root)))
+    run = RunDir(find_run(str(run_path), Path(runs_root)).path)
     lock = RunLock.acquire(run.path)  # before reading anything: a live run may be writing it
     try:
-        info = read_json(run.path / "run.json")
-        status = info.get("status")
-        if status in FINISHED:
-            raise UsageError(f"{run.path} cannot be resumed: {FINISHED[status]}")
+        info = read_json(run.info_file)
+        status = RunStatus.read(info.get("status"))
+        if not status.resumable:
+            raise UsageError(f"{run.path} cannot be resumed: {status.final_because}")
         recipe = load_recipe(run.recipe_file)
         checkpoint, source = latest_checkpoint(run)
     except BaseException:

@@ -17,12 +17,11 @@ from pathlib import Path
 
 from dltrain.components.search import METHODS, PRUNERS
 from dltrain.core.errors import DataError, Problem, RecipeError, UsageError
-from dltrain.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from dltrain.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, SPLITS
+from dltrain.core.status import Exit, RunStatus
 from dltrain.recipe.load import load_document, load_recipe, validate_document
 from dltrain.recipe.sweep import SweepSpec
 from dltrain.sweep import study as studies
-
-EXIT_OK, EXIT_FAILED, EXIT_SIGINT = 0, 1, 130
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ def run_sweep(recipe_path: Path, overrides: list[str], runs_root: Path, *, plot:
     study = optuna.load_study(study_name=name, storage=storage)
     code = report(console, study, spec, doc, runs_root=Path(runs_root), plot=plot, source=str(recipe_path),
                   epochs=epochs)
-    return EXIT_SIGINT if interrupted else code
+    return Exit.SIGINT if interrupted else code
 
 
 def _open_and_plan(storage, name: str, spec: SweepSpec, recipe, where: str):
@@ -102,7 +101,7 @@ def _check_runnable(doc: dict, spec: SweepSpec, source: str) -> int:
     split, _, metric = spec.metric.partition("_")
     recorded = CLASSIFICATION_METRICS if built.data.task == "classification" else REGRESSION_METRICS
     if metric not in recorded:
-        names = ", ".join(f"{s}_{m}" for s in ("train", "val") for m in recorded)
+        names = ", ".join(f"{s}_{m}" for s in SPLITS for m in recorded)
         raise RecipeError([Problem("sweep.metric", f"`{spec.metric}` is not recorded for a {built.data.task} task "
                                    f"(recorded: {names})")], source)
     if split == "val" and built.data.val is None:
@@ -120,7 +119,7 @@ def _run_workers(job: WorkerJob, workers: int) -> bool:
     """Run the trial queue dry with `workers` processes (in this process when 1). True if interrupted."""
     if workers == 1:
         try:
-            return work(job) == EXIT_SIGINT
+            return work(job) == Exit.SIGINT
         except KeyboardInterrupt:  # between trials: nothing to record
             return True
     # spawn, not fork: this process has torch (and its thread pools) loaded already
@@ -138,9 +137,9 @@ def _run_workers(job: WorkerJob, workers: int) -> bool:
             except KeyboardInterrupt:  # the workers got the same SIGINT; let them record it
                 interrupted = True
     for process in processes:
-        if process.exitcode not in (EXIT_OK, EXIT_SIGINT):  # its running trial goes stale and is planned again
+        if process.exitcode not in (Exit.OK, Exit.SIGINT):  # its running trial goes stale and is planned again
             print(f"warning: worker process {process.name} ended with exit code {process.exitcode}", file=sys.stderr)
-    return interrupted or any(p.exitcode == EXIT_SIGINT for p in processes)
+    return interrupted or any(p.exitcode == Exit.SIGINT for p in processes)
 
 
 def _replace(job: WorkerJob, **changes) -> WorkerJob:
@@ -151,7 +150,7 @@ def _worker_main(job: WorkerJob) -> None:
     try:
         sys.exit(work(job))
     except KeyboardInterrupt:  # between trials: nothing to record
-        sys.exit(EXIT_SIGINT)
+        sys.exit(Exit.SIGINT)
 
 
 def work(job: WorkerJob) -> int:
@@ -192,10 +191,10 @@ def work(job: WorkerJob) -> int:
                 trial.set_user_attr("interrupted", True)  # not counted: a re-run plans this slot again
                 study.tell(trial, state=TrialState.FAIL)
                 print(f"trial {trial.number}: interrupted; re-run the sweep to continue it", flush=True)
-                return EXIT_SIGINT
+                return Exit.SIGINT
         _record(study, trial, outcome)
         _print_trial(trial.number, spec, outcome, spec.decode(trial.params))
-    return EXIT_OK
+    return Exit.OK
 
 
 def _run(trial, spec: SweepSpec, job: WorkerJob):
@@ -205,20 +204,20 @@ def _run(trial, spec: SweepSpec, job: WorkerJob):
                          source=job.source)
     except (RecipeError, DataError) as err:  # a combination no single value could reveal
         reason = "; ".join(map(str, err.problems)) if isinstance(err, RecipeError) else str(err)
-        return Outcome("failed", reason=f"{type(err).__name__}: {reason}")
+        return Outcome(RunStatus.FAILED, reason=f"{type(err).__name__}: {reason}")
     except Exception as exc:  # record it and go on with the sweep
-        return Outcome("failed", reason=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        return Outcome(RunStatus.FAILED, reason=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
 
 
 def _record(study, trial, outcome) -> None:
     from optuna.trial import TrialState
     trial.set_user_attr("runs", outcome.runs)
     trial.set_user_attr("epochs", outcome.epochs)
-    if outcome.state == "completed":
+    if outcome.state is RunStatus.COMPLETED:
         trial.set_user_attr("scores", outcome.scores)
         trial.set_user_attr("std", outcome.std)
         study.tell(trial, outcome.value)
-    elif outcome.state == "pruned":
+    elif outcome.state is RunStatus.PRUNED:
         trial.set_user_attr("reason", outcome.reason)
         study.tell(trial, state=TrialState.PRUNED)
     else:
@@ -228,7 +227,7 @@ def _record(study, trial, outcome) -> None:
 
 def _print_trial(number: int, spec: SweepSpec, outcome, values: dict) -> None:
     from dltrain.sweep.results import format_params
-    if outcome.state == "completed":
+    if outcome.state is RunStatus.COMPLETED:
         spread = f" +- {outcome.std:.4g} ({spec.seeds} seeds)" if spec.seeds > 1 else ""
         what = f"{spec.metric} {outcome.value:.4f}{spread}"
     else:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from dltrain.core.status import Exit
 from dltrain.recipe.sweep import SweepSpec
 from dltrain.rundir.writer import atomic_write, write_text
 
@@ -43,7 +44,7 @@ def report(console, study, spec: SweepSpec, doc: dict, *, runs_root: Path, plot:
     folder = Path(runs_root) / "sweeps" / study.study_name
     if not ranked:
         console.print("no trial completed: no best configuration", style="red")
-        return 1
+        return Exit.FAILED
     best = ranked[0]
     path = write_best_recipe(folder / "best.yaml", best, spec, doc, study.study_name, source)
     console.print(f"best: trial {best.number}, {spec.metric} {best.value:.4f}  "
@@ -53,7 +54,7 @@ def report(console, study, spec: SweepSpec, doc: dict, *, runs_root: Path, plot:
     if plot:
         for written in write_plots(study, folder, spec.metric):
             console.print(f"plot: {written}", markup=False, soft_wrap=True)
-    return 0
+    return Exit.OK
 
 
 def _table(name: str, spec: SweepSpec, best: list) -> Table:

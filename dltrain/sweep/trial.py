@@ -15,6 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dltrain.core.status import RunStatus
 from dltrain.recipe.load import apply_override, validate_document
 from dltrain.recipe.schema import Recipe
 from dltrain.recipe.sweep import SweepSpec
@@ -47,13 +48,13 @@ class OptunaReport(Callback):
             return  # Optuna refuses non-finite reports; the non-finite guard ends this run
         self.trial.report(value, self.offset + state.epoch)
         if self.offset + state.epoch < self.last_step and self.trial.should_prune():
-            raise StopTraining("pruned", f"pruned by the {self.pruner} pruner at epoch {state.epoch}: "
+            raise StopTraining(RunStatus.PRUNED, f"pruned by the {self.pruner} pruner at epoch {state.epoch}: "
                                          f"{self.metric} {value:.6g}")
 
 
 @dataclass
 class Outcome:
-    state: str  # completed | pruned | failed
+    state: RunStatus  # COMPLETED, PRUNED or FAILED
     value: float | None = None  # mean over seeds of each run's best epoch value of the metric
     std: float | None = None
     scores: list[float] = field(default_factory=list)
@@ -76,7 +77,7 @@ def run_trial(trial, spec: SweepSpec, doc: dict, *, study_name: str, runs_root: 
     from dltrain.runner.execute import execute
 
     values = spec.suggest(trial)
-    outcome = Outcome("completed")
+    outcome = Outcome(RunStatus.COMPLETED)
     for seed_index in range(spec.seeds):
         recipe = trial_recipe(doc, values, name=f"{study_name}-t{trial.number}", seed_index=seed_index,
                               source=source)
@@ -88,15 +89,15 @@ def run_trial(trial, spec: SweepSpec, doc: dict, *, study_name: str, runs_root: 
         result = execute(recipe, runs_root, callbacks=(report,), run_info={"sweep": tag}, argv=argv)
         outcome.runs.append(str(result.run.path))
         outcome.epochs += result.summary["epochs"]
-        if result.status == "interrupted":
+        if result.status is RunStatus.INTERRUPTED:
             raise KeyboardInterrupt
-        if result.status in ("pruned", "failed", "diverged"):
-            outcome.state = "pruned" if result.status == "pruned" else "failed"
+        if not result.status.finished:  # pruned, failed or diverged
+            outcome.state = RunStatus.PRUNED if result.status is RunStatus.PRUNED else RunStatus.FAILED
             outcome.reason = result.reason
             return outcome
         score = best_of(report.values, spec.mode)
         if score is None:
-            return Outcome("failed", runs=outcome.runs, epochs=outcome.epochs,
+            return Outcome(RunStatus.FAILED, runs=outcome.runs, epochs=outcome.epochs,
                            reason=f"{spec.metric} was never finite")
         outcome.scores.append(score)
     outcome.value = statistics.fmean(outcome.scores)

@@ -21,15 +21,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from dltrain.core.status import RunStatus
+
 EVENTS = ("on_fit_start", "on_epoch_start", "on_log", "on_checkpoint", "on_epoch_end", "on_fit_end")
 
 
 class StopTraining(Exception):
-    """Raised by a callback to end training. status: completed|early_stopped|pruned|diverged|interrupted."""
+    """Raised by a callback to end training, with the status the run ends in (COMPLETED, EARLY_STOPPED,
+    PRUNED, DIVERGED or INTERRUPTED; its word is accepted too)."""
 
-    def __init__(self, status: str, reason: str):
+    def __init__(self, status: RunStatus | str, reason: str):
         super().__init__(reason)
-        self.status, self.reason = status, reason
+        self.status, self.reason = RunStatus(status), reason
 
 
 @dataclass

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dltrain.core.metrics import METRICS
+from dltrain.core.status import RunStatus
 from dltrain.train.events import FitState, StopTraining, fire
 from dltrain.train.metrics import MetricSums
 from dltrain.train.position import EpochProgress
@@ -193,7 +195,7 @@ def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState
             train = learner.train_epoch(train_loader, state)
             lr, seconds = state.progress.lr, state.progress.elapsed()  # the lr this epoch started with
             state.progress = None
-            logs = {f"train_{k}" if k in ("loss", "accuracy", "mae", "rmse") else k: v for k, v in train.items()}
+            logs = {f"train_{k}" if k in METRICS else k: v for k, v in train.items()}
             started = time.perf_counter()
             if val_loader is not None:
                 logs.update({f"val_{k}": v for k, v in learner.evaluate(val_loader).items()})
@@ -207,7 +209,7 @@ def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState
         state.stop = stop
     finally:
         if state.stop is None and state.epoch >= state.epochs:
-            state.stop = StopTraining("completed", f"completed all {state.epochs} epochs")
+            state.stop = StopTraining(RunStatus.COMPLETED, f"completed all {state.epochs} epochs")
         fire_end(state)
     return state
 
@@ -218,7 +220,7 @@ def checkpoint_here(state: FitState) -> None:
     if state.stop_requested:
         where = (f"epoch {state.epoch + 1}, step {state.step}" if state.progress is not None
                  else f"the end of epoch {state.epoch}, step {state.step}")
-        raise StopTraining("interrupted", f"interrupted by {state.stop_request.name} at {where}")
+        raise StopTraining(RunStatus.INTERRUPTED, f"interrupted by {state.stop_request.name} at {where}")
 
 
 def fire_end(state: FitState) -> None:

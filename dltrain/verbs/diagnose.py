@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dltrain.core.errors import UsageError
 from dltrain.diagnostics.probes import fixed_batch
+from dltrain.rundir import layout
 
 
 @dataclass
@@ -34,13 +35,12 @@ def diagnose_recipe(path: Path, overrides: list[str]) -> Diagnosis:
 
 def diagnose_run(run: Path) -> Diagnosis:
     from dltrain.diagnostics.verdicts import growth, judge, number, total_norms
-    from dltrain.features.diagnostics import FORENSICS_FILE, RECORDS_FILE
     from dltrain.rundir.writer import read_json, read_jsonl
 
-    records_path = run / RECORDS_FILE
+    records_path = run / layout.DIAGNOSTICS
     if not records_path.is_file():
-        raise UsageError(f"{run} has no {RECORDS_FILE} (the run had `log.diagnostics: false`, or it predates "
-                         f"diagnostics); run `dltrain diagnose {run / 'recipe.yaml'}` for the initialization check")
+        raise UsageError(f"{run} has no {layout.DIAGNOSTICS} (the run had `log.diagnostics: false`, or it predates "
+                         f"diagnostics); run `dltrain diagnose {run / layout.RECIPE}` for the initialization check")
     records = read_jsonl(records_path)
     probes = [r for r in records if r.get("kind") == "probe"]
     diagnosis = Diagnosis(str(run), records=probes)
@@ -49,8 +49,8 @@ def diagnose_run(run: Path) -> Diagnosis:
         diagnosis.sections.append((_heading(record), judge(record)))
     history = total_norms(sorted(records, key=lambda r: r["step"]))
     span = ""
-    if (run / FORENSICS_FILE).is_file():
-        diagnosis.forensics = read_json(run / FORENSICS_FILE)
+    if (run / layout.FORENSICS).is_file():
+        diagnosis.forensics = read_json(run / layout.FORENSICS)
         replayed = diagnosis.forensics["grad_norm_history"]["replayed"]
         history += [(row["step"], number(row["grad_norm"])) for row in replayed]
         span = f", just before the run diverged at step {diagnosis.forensics['step']}" if replayed else ""
@@ -67,20 +67,15 @@ def _heading(record: dict) -> str:
     return f"{when(record)} ({len(record['layers'])} layers{loss_text})"
 
 
-def resolve_run(target: Path) -> Path:
-    if (target / "run.json").is_file() or (target / "recipe.yaml").is_file():
-        return target
-    raise UsageError(f"{target} is not a run directory (no run.json inside)")
-
-
 def diagnose(target: Path, overrides: list[str], plot: Path | None, console) -> None:
     """A run directory: its recorded diagnostics; a recipe file: the initialization check."""
+    from dltrain.rundir.reader import load_run
     from dltrain.views.diagnosis import print_diagnosis
 
     if target.is_dir():
         if overrides:
             raise UsageError("KEY=VALUE overrides apply to a recipe, not to a run directory")
-        diagnosis = diagnose_run(resolve_run(target))
+        diagnosis = diagnose_run(load_run(target).path)
     elif target.is_file():
         diagnosis = diagnose_recipe(target, overrides)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dltrain.core.errors import UsageError
+from dltrain.rundir import layout
 
 
 def landscape_run(run: Path, *, points: int, span: float, samples: int, seed: int, checkpoint: str) -> dict:
@@ -17,11 +18,11 @@ def landscape_run(run: Path, *, points: int, span: float, samples: int, seed: in
     from dltrain.rundir.writer import load_checkpoint, write_json
     from dltrain.views.diagnostic_figures import landscape_figure, save_png
 
-    path = run / "checkpoints" / f"{checkpoint}.pt"
+    path = run / layout.CHECKPOINTS / {"last": layout.LAST, "best": layout.BEST}[checkpoint]
     if not path.is_file():
         raise UsageError(f"{path} does not exist: the run saved no `{checkpoint}` checkpoint "
                          "(a run that diverged in its first epoch saves none)")
-    recipe = load_recipe(run / "recipe.yaml")
+    recipe = load_recipe(run / layout.RECIPE)
     built = build(recipe)
     built.model.load_state_dict(load_checkpoint(path, map_location=built.device)["learner"]["model"])
     loader = built.loaders["train"]
@@ -30,20 +31,18 @@ def landscape_run(run: Path, *, points: int, span: float, samples: int, seed: in
     result = landscape(built.model, built.loss_fn, loader.x[take], loader.y[take], points=points, span=span,
                        seed=seed)
     result["checkpoint"] = checkpoint
-    write_json(run / "landscape.json", result)
-    save_png(landscape_figure(result), run / "landscape.png")
+    write_json(run / layout.LANDSCAPE, result)
+    save_png(landscape_figure(result), run / layout.LANDSCAPE_FIGURE)
     return result
 
 
 def landscape_verb(run_dir: Path, *, points: int, span: float, samples: int, seed: int, checkpoint: str,
                    console) -> None:
-    from dltrain.verbs.diagnose import resolve_run
+    from dltrain.rundir.reader import load_run
     from dltrain.views.diagnosis import print_landscape
 
     if checkpoint not in ("last", "best"):
         raise UsageError(f"--checkpoint: expected `last` or `best`, got `{checkpoint}`")
-    if not run_dir.is_dir():
-        raise UsageError(f"{run_dir}: no such run directory")
-    run = resolve_run(run_dir)
+    run = load_run(run_dir).path
     result = landscape_run(run, points=points, span=span, samples=samples, seed=seed, checkpoint=checkpoint)
     print_landscape(console, run, result)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dltrain.core.errors import UsageError, did_you_mean
+from dltrain.core.metrics import METRICS, base_metric, default_mode
 from dltrain.rundir.reader import Run, finite, flatten
 
 GROUPING_KEY = "seed"  # runs that differ only here are repeats of one configuration
@@ -97,11 +98,6 @@ class Comparison:
                 f"(*** p<0.001, ** p<0.01, * p<0.05, ns: not significant; no correction for multiple comparisons)")
 
 
-def metric_mode(metric: str) -> str:
-    from dltrain.core.metrics import default_mode
-    return default_mode(metric)
-
-
 def differing_keys(runs: list[Run]) -> list[str]:
     """Recipe keys (dotted) whose value is not the same in every run, seed excluded, in recipe order."""
     flats = [flatten(r.recipe) for r in runs]
@@ -121,10 +117,10 @@ def _hashable(value: Any) -> Any:
 
 def choose_metric(runs: list[Run], metric: str | None) -> str:
     """The base metric compared: `--metric` (val_/test_/train_ prefix allowed) or the first run's monitor."""
-    recorded = set().union(*(r.recorded_metrics() for r in runs))
+    recorded = set().union(*(r.recorded_metrics() for r in runs)) & set(METRICS)  # each with its direction
     if metric is None:
         return runs[0].monitor[0].partition("_")[2] or "loss"
-    base = metric.split("_", 1)[1] if metric.startswith(("val_", "train_", "test_")) else metric
+    base = base_metric(metric)
     if base not in recorded:
         raise UsageError(f"unknown metric `{metric}`: these runs recorded "
                          f"{', '.join(sorted(recorded)) or 'no metrics'}{did_you_mean(base, recorded)}")
@@ -149,7 +145,7 @@ def build(runs: list[Run], *, title: str, metric: str | None = None, sort: str |
     if not runs:
         raise UsageError("no runs to compare")
     metric = choose_metric(runs, metric)
-    mode = metric_mode(metric)
+    mode = default_mode(metric)
     split = "val" if any(f"val_{metric}" in row for r in runs for row in r.history[:1]) else "train"
     keys = differing_keys(runs)
     sort = sort or "best"

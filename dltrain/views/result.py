@@ -6,10 +6,12 @@ import shlex
 
 from rich.table import Table
 
+from dltrain.views.runs import STATUS_STYLE
+
 
 def print_result(console, result) -> None:
     summary = result.summary
-    style = {"completed": "green", "early_stopped": "green", "diverged": "red", "failed": "red"}.get(result.status, "yellow")
+    style = STATUS_STYLE[result.status]
     table = Table(title=f"{result.run.path.name}: [{style}]{result.status}[/{style}]", title_justify="left")
     table.add_column("")
     table.add_column("value", justify="right")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import shlex
+
 from rich.markup import escape
 from rich.table import Table
 
+from dltrain.core.metrics import EPOCH_METRICS
+from dltrain.core.status import RunStatus
 from dltrain.rundir.reader import Run, finite
 
-STATUS_STYLE = {"completed": "green", "early_stopped": "green", "diverged": "red", "failed": "red",
-                "interrupted": "yellow", "running": "cyan"}
-EPOCH_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "train_mae", "train_rmse", "val_loss",
-                 "val_accuracy", "val_mae", "val_rmse", "grad_norm", "penalty", "seconds")
+STATUS_STYLE = {RunStatus.RUNNING: "cyan", RunStatus.COMPLETED: "green", RunStatus.EARLY_STOPPED: "green",
+                RunStatus.PRUNED: "yellow", RunStatus.DIVERGED: "red", RunStatus.INTERRUPTED: "yellow",
+                RunStatus.FAILED: "red", RunStatus.UNKNOWN: ""}
+KILLED = "killed"  # shown for a run whose run.json says `running` but whose process is gone (Run.killed)
+EPOCH_COLUMNS = ("epoch", "step", "lr", *EPOCH_METRICS, "grad_norm", "penalty", "seconds")
 
 
 def print_wide(console, table) -> None:
@@ -29,8 +34,14 @@ def heading(console, text: str) -> None:
 
 
 def _status(run: Run) -> str:
-    style = STATUS_STYLE.get(run.status, "")
-    return f"[{style}]{run.status}[/{style}]" if style else escape(run.status)
+    word, style = (KILLED, "red") if run.killed else (run.status, STATUS_STYLE[run.status])
+    return f"[{style}]{word}[/{style}]" if style else str(word)
+
+
+def print_resume_commands(console, runs: list[Run]) -> None:
+    """Each command on a line of its own, never wrapped, so that it can be copied."""
+    for run in runs:
+        console.print(f"  dltrain resume {shlex.quote(str(run.path))}", markup=False, soft_wrap=True)
 
 
 def _number(value) -> str:
@@ -73,6 +84,11 @@ def print_list(console, runs: list[Run], root) -> None:
                  run.started.replace("T", " ")[:19]]
         table.add_row(*cells, *([escape(run.batch or "")] if with_batch else []))
     print_wide(console, table)
+    killed = [run for run in runs if run.killed]
+    if killed:
+        console.print(f"{KILLED}: run.json says `running`, but the process is gone from this host; continue with:",
+                      markup=False, soft_wrap=True)
+        print_resume_commands(console, killed)
 
 
 def print_show(console, run: Run) -> None:
@@ -108,11 +124,17 @@ def print_show(console, run: Run) -> None:
     print_epochs(console, run)
 
     heading(console, "how it ended")
+    if run.killed:
+        console.print(f"{KILLED}: run.json says `running`, but its process (pid {info.get('pid')} on "
+                      f"{info.get('host')}) is gone: it was killed before it could record how it ended",
+                      markup=False, soft_wrap=True)
+        console.print("continue it with:")
+        print_resume_commands(console, [run])
+        return
     console.print(f"{run.status}: {info.get('stop_reason') or 'no stop reason recorded'}", markup=False)
-    error = run.path / "error.txt"
-    if error.is_file():
-        console.print(error.read_text(encoding="utf-8").rstrip(), markup=False, style="red")
-    if run.status == "running":
+    if run.error_file.is_file():
+        console.print(run.error_file.read_text(encoding="utf-8").rstrip(), markup=False, style="red")
+    if run.status is RunStatus.RUNNING:
         console.print(f"run.json says `running` (pid {info.get('pid')} on {info.get('host')}): either it is still "
                       "going, or it was killed before it could record how it ended", markup=False)
 
