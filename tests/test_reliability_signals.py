@@ -170,3 +170,28 @@ def test_a_second_signal_outside_a_write_stops_at_once():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)  # the handler raises before this ends
+
+
+def test_ctrl_c_after_the_summary_leaves_a_completed_runs_exit_code_at_0(tmp_path):
+    """The records are written, the summary printed: Ctrl-C pressed again and again while the
+    process prints its last lines and the interpreter shuts down (a second or more for torch)
+    must not turn exit code 0 into 130 or a death by SIGINT."""
+    recipe = write_recipe(tmp_path / "tiny.yaml", tiny_recipe(log={"tensorboard": True}))
+    proc = start_run(recipe, tmp_path / "runs")
+    for line in proc.stdout:
+        if line.startswith("run directory:"):  # the summary table and the reason are printed
+            break
+    while proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (proc.returncode, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    (run,) = run_dirs(tmp_path / "runs")
+    assert status(run)["status"] == "completed"
+
+
+def test_an_in_process_run_gives_the_caller_its_signal_handlers_back(cli, tmp_path):
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    assert cli("run", write_recipe(tmp_path / "tiny.yaml", tiny_recipe())).code == 0
+    assert {sig: signal.getsignal(sig) for sig in before} == before  # not left ignored after the run settled

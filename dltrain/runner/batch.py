@@ -78,6 +78,7 @@ def worst(codes: list[int]) -> int:
 
 def run_batch(recipes: list, runs_root: Path, name: str, console, argv: list[str]) -> int:
     """Run every planned recipe in order; print each result, then the batch compared. Returns the exit code."""
+    from dltrain.core.signals import settle
     from dltrain.features.progress import reporter_for
     from dltrain.runner.execute import execute
     from dltrain.views.result import print_result
@@ -99,6 +100,7 @@ def run_batch(recipes: list, runs_root: Path, name: str, console, argv: list[str
         codes.append(result.exit_code)
         if result.exit_code in STOPS_BATCH:
             break
+    settle(worst(codes))  # every run's records are written: the batch's exit code stands
     if len(codes) < len(recipes):
         console.print(f"batch {name} stopped after {len(codes)} of {len(recipes)} runs")
     print_batch(console, name, runs_root)
