@@ -165,6 +165,22 @@ def test_digits_as_images_are_1x8x8_with_the_same_pixels():
     np.testing.assert_array_equal(images.test.y, flat.test.y)
 
 
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_an_image_architecture_on_digits_trains_on_8x8_images_without_as_images(cli, tmp_path, arch):
+    """`digits` alone (as_images: auto) with cnn or resnet: the very run `as_images: true` gives."""
+    model = {"arch": arch, "channels": [4], "hidden": []} if arch == "cnn" else {"arch": arch, "depth": 8, "width": 4}
+    metrics = []
+    for i, data in enumerate([{"name": "digits"}, {"name": "digits", "as_images": True}]):
+        recipe = write_recipe(tmp_path / f"{i}.yaml", tiny_recipe(data={**data, "batch_size": 64}, model=model,
+                                                                  train={"epochs": 1}))
+        result = cli("run", recipe, "--runs-dir", tmp_path / f"runs{i}")
+        assert result.code == 0, result.err
+        (run,) = run_dirs(tmp_path / f"runs{i}")
+        assert json.loads((run / "run.json").read_text())["data"]["input_shape"] == [1, 8, 8]
+        metrics.append((run / "metrics.csv").read_text().split("\n")[1].rsplit(",", 1)[0])  # less `seconds`
+    assert metrics[0] == metrics[1]
+
+
 @pytest.mark.parametrize("folder", ["MNIST", "FashionMNIST"])
 def test_gzipped_idx_files_as_the_official_sites_serve_them_are_found_without_download(cli, tmp_path, folder):
     import gzip

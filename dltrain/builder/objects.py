@@ -88,11 +88,11 @@ def _task_checks(recipe: Recipe, data: DataBundle) -> tuple[str, str, str]:
 def build(recipe: Recipe) -> Built:
     """Data, model and loss for a recipe (the optimizer is made in `execute`). Raises RecipeError/DataError."""
     from dltrain.data.augment import build_augment
-    from dltrain.models.build import build_for_data, output_size
+    from dltrain.models.build import build_for_data, output_size, takes_images_only
 
     device = resolve_device(recipe.device)
     seed_everything(recipe.seed)
-    data = prepare(recipe.data, recipe.seed)
+    data = prepare(recipe.data, recipe.seed, images=takes_images_only(recipe.model.arch))
     loss_name, monitor, mode = _task_checks(recipe, data)
     if recipe.train.precision == "fp16" and device.type != "cuda":
         raise RecipeError([Problem("train.precision", "fp16 mixed precision needs a CUDA device; use bf16 on the CPU")])

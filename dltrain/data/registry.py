@@ -54,3 +54,4 @@ class Arrays:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     notes: dict = field(default_factory=dict)
+    image_shape: tuple[int, ...] | None = None  # flat samples that are images of this (C, H, W) shape

@@ -51,11 +51,14 @@ for _name, _loader, _description in BUNDLED[1:]:
     register(_name, description=_description)(_bundled(_loader))
 
 
-@register("digits", description=BUNDLED[0][2] + "; as_images: true gives 1x8x8 images for cnn/resnet")
-def digits(seed, /, *, as_images: bool = False):
+@register("digits", description=BUNDLED[0][2] + "; as 1x8x8 images for an architecture that takes images "
+                                                "(as_images: auto), or always (true) or never (false)")
+def digits(seed, /, *, as_images: bool | Literal["auto"] = "auto"):
     arrays = _bundled("load_digits")(seed)
-    if as_images:
+    if as_images is True:
         arrays.x = arrays.x.reshape(-1, 1, 8, 8)  # (N, 64) -> (N, C=1, H=8, W=8)
+    elif as_images == "auto":
+        arrays.image_shape = (1, 8, 8)  # flat, unless the model takes images
     return arrays
 
 

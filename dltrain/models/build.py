@@ -12,7 +12,7 @@ from dltrain.models.registry import (
 )
 
 # What to suggest when an architecture does not fit the data's layout.
-SUGGEST = {"flat": "mlp (for 8x8 digits as images: data.as_images: true)", "sequence": "rnn, lstm or gru",
+SUGGEST = {"flat": "mlp (digits are images for cnn and resnet unless data.as_images is false)", "sequence": "rnn, lstm or gru",
            "image": "cnn, resnet or torchvision"}
 
 
@@ -21,6 +21,11 @@ def output_size(task: str, num_classes: int | None, target_dim: int, loss_name: 
     if task == "classification":
         return 1 if loss_name == "bce" else int(num_classes)
     return target_dim
+
+
+def takes_images_only(arch: str) -> bool:
+    """Whether data that can be flat or images (digits) should come as images for this architecture."""
+    return accepted_layouts(arch) == ("image",)
 
 
 def build_model(spec, input_shape: tuple[int, ...], outputs: int):
