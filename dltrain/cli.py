@@ -157,9 +157,11 @@ def quiet_thread_waits() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point; `argv` lets tests call the real CLI in-process. Always ends in SystemExit."""
     quiet_thread_waits()
+    from dltrain.core import signals
     from dltrain.core.errors import DataError, RecipeError, UsageError
     from dltrain.core.status import Exit
 
+    handlers = signals.current_handlers()
     try:
         app(args=argv, prog_name="dltrain")
     except RecipeError as err:
@@ -174,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as err:  # the machine, not the recipe: a full disk while writing the final records, say
         print(f"error: {err}", file=sys.stderr)
         sys.exit(Exit.FAILED)
+    finally:
+        if argv is not None:  # called in-process (tests): give the caller its signal handlers back
+            signals.unsettle(handlers)
 
 
 if __name__ == "__main__":

@@ -222,7 +222,7 @@ def test_custom_model_trains_end_to_end(cli, tmp_path, user_module):
     ({"name": "digits"}, {"arch": "lstm"}, "`lstm` takes sequence (time, features) inputs, but `digits` gives flat"),
     ({"name": "adding", "n_samples": 50, "seq_len": 5}, {"arch": "cnn"}, "`cnn` takes image (channels, height, width) "
                                                                          "inputs, but `adding` gives sequence"),
-    ({"name": "digits"}, {"arch": "cnn"}, "data.as_images: true"),
+    ({"name": "digits", "as_images": False}, {"arch": "cnn"}, "unless data.as_images is false"),
     ({"name": "adding", "n_samples": 50, "seq_len": 5}, {"arch": "gru", "output": "sequence"},
      "output: sequence predicts one value per time step"),
 ])

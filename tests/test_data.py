@@ -6,7 +6,7 @@ import pytest
 from dltrain.data import DATASETS, prepare
 from dltrain.core.errors import DataError
 from dltrain.recipe.load import validate_document
-from conftest import tiny_recipe
+from conftest import run_dirs, tiny_recipe, write_recipe
 
 
 def spec(**data):
@@ -97,3 +97,42 @@ def test_array_loader_slices_a_permutation_and_covers_every_sample_once():
 
 def test_every_dataset_has_a_description():
     assert all(entry.description for entry in DATASETS.entries())
+
+
+def write_patients(path, n: int = 40, bad: dict | None = None):
+    """A CSV of n rows (age, bmi, y); `bad` maps a data row number (1 = first after the header) to a bmi cell."""
+    rng = np.random.default_rng(0)
+    lines = ["age,bmi,y"]
+    for row in range(1, n + 1):
+        age, bmi = rng.uniform(20, 80), rng.uniform(18, 40)
+        cell = (bad or {}).get(row, f"{bmi:.2f}")
+        lines.append(f"{age:.1f},{cell},{2 * age + bmi:.3f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def csv_recipe(tmp_path, csv_file, **data):
+    return write_recipe(tmp_path / "r.yaml", tiny_recipe(
+        data={"name": "csv", "path": str(csv_file), "target": "y", "batch_size": 8, **data}, train={"epochs": 1}))
+
+
+def test_a_csv_cell_that_is_not_a_number_is_named_by_column_and_row(cli, tmp_path):
+    csv_file = write_patients(tmp_path / "p.csv", bad={17: "abc"})
+    result = cli("run", csv_recipe(tmp_path, csv_file))
+    assert result.code == 2
+    assert f"{csv_file}: column `bmi`, row 17 (line 18): 'abc' is not a number" in result.err
+    assert "Traceback" not in result.err and run_dirs(tmp_path / "runs") == []
+
+
+def test_missing_csv_values_are_an_error_naming_the_cell_unless_data_missing_is_drop(cli, tmp_path):
+    csv_file = write_patients(tmp_path / "p.csv", n=40, bad={17: "", 30: "NA"})
+    refused = cli("run", csv_recipe(tmp_path, csv_file))
+    assert refused.code == 2 and run_dirs(tmp_path / "runs") == []
+    assert "column `bmi`, row 17 (line 18): '' is a missing value" in refused.err
+    assert "data.missing: drop" in refused.err
+    dropped = cli("run", csv_recipe(tmp_path, csv_file), "data.missing=drop")
+    assert dropped.code == 0, dropped.err
+    (run,) = run_dirs(tmp_path / "runs")
+    import json
+    counts = json.loads((run / "run.json").read_text())["data"]
+    assert counts["train"] + counts["val"] + counts["test"] == 38  # the two rows with a gap are left out

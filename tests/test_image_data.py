@@ -4,6 +4,7 @@ formats (IDX for MNIST/Fashion-MNIST, pickled batches for CIFAR-10); missing fil
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import struct
 
@@ -162,3 +163,54 @@ def test_digits_as_images_are_1x8x8_with_the_same_pixels():
     assert images.input_shape == (1, 8, 8)
     np.testing.assert_array_equal(images.train.x.reshape(len(images.train), -1), flat.train.x)
     np.testing.assert_array_equal(images.test.y, flat.test.y)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_an_image_architecture_on_digits_trains_on_8x8_images_without_as_images(cli, tmp_path, arch):
+    """`digits` alone (as_images: auto) with cnn or resnet: the very run `as_images: true` gives."""
+    model = {"arch": arch, "channels": [4], "hidden": []} if arch == "cnn" else {"arch": arch, "depth": 8, "width": 4}
+    metrics = []
+    for i, data in enumerate([{"name": "digits"}, {"name": "digits", "as_images": True}]):
+        recipe = write_recipe(tmp_path / f"{i}.yaml", tiny_recipe(data={**data, "batch_size": 64}, model=model,
+                                                                  train={"epochs": 1}))
+        result = cli("run", recipe, "--runs-dir", tmp_path / f"runs{i}")
+        assert result.code == 0, result.err
+        (run,) = run_dirs(tmp_path / f"runs{i}")
+        assert json.loads((run / "run.json").read_text())["data"]["input_shape"] == [1, 8, 8]
+        metrics.append((run / "metrics.csv").read_text().split("\n")[1].rsplit(",", 1)[0])  # less `seconds`
+    assert metrics[0] == metrics[1]
+
+
+@pytest.mark.parametrize("folder", ["MNIST", "FashionMNIST"])
+def test_gzipped_idx_files_as_the_official_sites_serve_them_are_found_without_download(cli, tmp_path, folder):
+    import gzip
+    parts = write_mnist(tmp_path / "d", folder, n_train=60, n_test=20)
+    raw = tmp_path / "d" / folder / "raw"
+    for plain in list(raw.iterdir()):  # leave only train-images-idx3-ubyte.gz etc., as downloaded
+        (raw / f"{plain.name}.gz").write_bytes(gzip.compress(plain.read_bytes()))
+        plain.unlink()
+    name = {"MNIST": "mnist", "FashionMNIST": "fashion_mnist"}[folder]
+    recipe = write_recipe(tmp_path / "m.yaml", tiny_recipe(
+        data={"name": name, "root": str(tmp_path / "d"), "download": False, "batch_size": 16},
+        model={"arch": "cnn", "channels": [4], "hidden": []}, train={"epochs": 1}))
+    result = cli("run", recipe)
+    assert result.code == 0, result.err
+    (run,) = run_dirs(tmp_path / "runs")
+    info = json.loads((run / "run.json").read_text())
+    assert info["data"]["test"] == 20 and info["data"]["train"] + info["data"]["val"] == 60
+    images, labels = parts["t10k"]
+    bundle = prepare(data_spec(name=name, root=str(tmp_path / "d"), normalize="none"), seed=0)
+    np.testing.assert_array_equal(bundle.test.x[:, 0], images.astype(np.float32) / 255)  # the very pixels
+    assert not list(raw.glob(".*"))  # no partial file left
+
+
+def test_a_corrupt_gzipped_idx_file_is_a_clear_error(cli, tmp_path):
+    write_mnist(tmp_path / "d", "MNIST")
+    raw = tmp_path / "d" / "MNIST" / "raw"
+    (raw / "train-images-idx3-ubyte").unlink()
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+    recipe = write_recipe(tmp_path / "m.yaml", tiny_recipe(data={"name": "mnist", "root": str(tmp_path / "d")},
+                                                           model={"arch": "cnn"}))
+    result = cli("run", recipe)
+    assert result.code == 2 and "cannot unpack" in result.err and "train-images-idx3-ubyte.gz" in result.err
+    assert "Traceback" not in result.err and run_dirs(tmp_path / "runs") == []

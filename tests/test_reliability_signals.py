@@ -191,3 +191,28 @@ def test_list_and_show_call_a_killed_run_killed_and_say_how_to_resume_it(cli, tm
     assert shown.code == 0 and shown.out.startswith(f"{run.name}  killed")
     assert f"its process (pid {proc.pid} on " in shown.out and "is gone" in shown.out
     assert shown.out.rstrip().endswith(f"continue it with:\n  dltrain resume {run}")
+
+
+def test_ctrl_c_after_the_summary_leaves_a_completed_runs_exit_code_at_0(tmp_path):
+    """The records are written, the summary printed: Ctrl-C pressed again and again while the
+    process prints its last lines and the interpreter shuts down (a second or more for torch)
+    must not turn exit code 0 into 130 or a death by SIGINT."""
+    recipe = write_recipe(tmp_path / "tiny.yaml", tiny_recipe(log={"tensorboard": True}))
+    proc = start_run(recipe, tmp_path / "runs")
+    for line in proc.stdout:
+        if line.startswith("run directory:"):  # the summary table and the reason are printed
+            break
+    while proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (proc.returncode, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    (run,) = run_dirs(tmp_path / "runs")
+    assert status(run)["status"] == "completed"
+
+
+def test_an_in_process_run_gives_the_caller_its_signal_handlers_back(cli, tmp_path):
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    assert cli("run", write_recipe(tmp_path / "tiny.yaml", tiny_recipe())).code == 0
+    assert {sig: signal.getsignal(sig) for sig in before} == before  # not left ignored after the run settled

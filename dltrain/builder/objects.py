@@ -100,7 +100,7 @@ def check_with_data(recipe: Recipe, skip: frozenset[str] = frozenset()) -> Check
     the architecture's fit, the augmentations. `skip`: top-level sections whose own schema failed
     (the recipe holds stand-ins there, so what the checks say about them is left out)."""
     from dltrain.data.augment import augment_problems
-    from dltrain.models.build import fit_problems
+    from dltrain.models.build import fit_problems, takes_images_only
 
     problems: list[Problem] = []
     try:
@@ -109,7 +109,7 @@ def check_with_data(recipe: Recipe, skip: frozenset[str] = frozenset()) -> Check
         problems += err.problems
         device = None
     seed_everything(recipe.seed)
-    data = prepare(recipe.data, recipe.seed)
+    data = prepare(recipe.data, recipe.seed, images=takes_images_only(recipe.model.arch))
     loss_name, monitor, mode = _task_checks(recipe, data, problems)
     if recipe.train.precision == "fp16" and device is not None and device.type != "cuda":
         problems.append(Problem("train.precision", "fp16 mixed precision needs a CUDA device; use bf16 on the CPU"))

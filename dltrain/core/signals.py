@@ -9,7 +9,8 @@ leave a half-written file behind. Writes handed to the background writer thread 
 short (signals interrupt only the main thread), and its thread is not a daemon: a process
 stopped at once still finishes the write in progress before it exits. Once training is over,
 signals are only noted until the run's final records (summary.json, run.json) are written. The
-previous handlers are restored afterwards.
+previous handlers are restored afterwards, unless the run's exit code became the command's
+(`settle`): then nothing that arrives later may change it.
 """
 
 from __future__ import annotations
@@ -65,6 +66,40 @@ def deferred():
         raise KeyboardInterrupt  # the forced stop asked for during the write
 
 
+class _Settled:
+    code: int | None = None  # the command's exit code, once decided
+
+
+def settle(code: int) -> None:
+    """The command's exit code is decided (its run's records are written): from now until the
+    process exits, SIGINT and SIGTERM are ignored, so that a Ctrl-C while the result is printed
+    or the interpreter shuts down (torch's teardown takes a second or more) cannot turn a
+    completed run's 0 into 130, or into a death by signal. SIG_IGN rather than a Python handler:
+    Python puts SIG_DFL back in place of its own handlers while it shuts down. `unsettle` undoes
+    it for in-process callers (tests call the CLI's main many times in one process)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _Settled.code = code
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def settled_code() -> int | None:
+    return _Settled.code
+
+
+def unsettle(handlers: dict) -> None:
+    """Forget a settled exit code and put `handlers` (from `current_handlers()`) back."""
+    _Settled.code = None
+    if threading.current_thread() is threading.main_thread():
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def current_handlers() -> dict:
+    return {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+
 @contextlib.contextmanager
 def stop_signals():
     """Install graceful SIGINT/SIGTERM handlers for the duration; yields the StopRequest.
@@ -91,12 +126,13 @@ def stop_signals():
         else:
             raise KeyboardInterrupt
 
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    previous = current_handlers()
     for sig in STOP_SIGNALS:
         signal.signal(sig, handle)
     try:
         yield request
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if _Settled.code is None:  # settled: the signals stay ignored until the process exits
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         _Deferral.pending = False

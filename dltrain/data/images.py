@@ -38,12 +38,35 @@ def _open(cls, name: str, root: str, download: bool, where: str, files: list[str
             f"data.root (now `{root}`) says where the dataset folder lives.") from None
 
 
+def unpack_gzipped(folder: Path, files: list[str]) -> None:
+    """`name.gz` beside a missing `name` is unpacked next to it, as the official sites serve the
+    IDX files gzipped. torchvision unpacks them only with download: true and only when their MD5
+    sums match the official files; its reader still checks each file's IDX header."""
+    import gzip
+    import os
+    import shutil
+
+    for name in files:
+        target, packed = folder / name, folder / f"{name}.gz"
+        if target.exists() or not packed.is_file():
+            continue
+        partial = folder / f".{name}.unpacking"
+        try:
+            with gzip.open(packed, "rb") as source, partial.open("wb") as out:
+                shutil.copyfileobj(source, out)
+            os.replace(partial, target)  # a half-unpacked file is never taken for the real one
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+            partial.unlink(missing_ok=True)
+            raise DataError(f"data: cannot unpack {packed}: {exc}") from None
+
+
 def _mnist_like(cls_name: str, name: str, root: str, download: bool, url: str) -> Arrays:
     import torchvision.datasets as tvd
     cls = getattr(tvd, cls_name)
-    where = str(Path(root) / cls_name / "raw")  # torchvision's layout: <root>/<Class>/raw/
-    train, test = _open(cls, name, root, download, where, MNIST_FILES,
-                        f"{url}; unzipped, or as the .gz archives together with download: true, which unpacks them offline")
+    where = Path(root) / cls_name / "raw"  # torchvision's layout: <root>/<Class>/raw/
+    unpack_gzipped(where, MNIST_FILES)
+    train, test = _open(cls, name, root, download, str(where), MNIST_FILES,
+                        f"{url}; unpacked, or the .gz files as served there")
     x = train.data.numpy()[:, None].astype(np.float32) / 255.0  # (N, 28, 28) uint8 -> (N, 1, 28, 28) in [0, 1]
     x_test = test.data.numpy()[:, None].astype(np.float32) / 255.0
     return Arrays(x, train.targets.numpy().astype(np.int64), "classification", list(train.classes),

@@ -65,8 +65,15 @@ def _split(x, y, fraction: float, seed: int, stratify: bool):
     return x_rest, y_rest, x_take, y_take
 
 
-def prepare(spec: DataSpec, seed: int) -> DataBundle:
+def prepare(spec: DataSpec, seed: int, images: bool = False) -> DataBundle:
+    """`images`: the model takes images, not flat features; flat samples that are images
+    (Arrays.image_shape: `digits`) are then shaped as images, before normalization, exactly as
+    the dataset's explicit `as_images: true` would."""
     arrays: Arrays = DATASETS.build(spec, seed)
+    if images and arrays.image_shape is not None:
+        arrays.x = arrays.x.reshape(-1, *arrays.image_shape)
+        if arrays.x_test is not None:
+            arrays.x_test = arrays.x_test.reshape(-1, *arrays.image_shape)
     x, y = arrays.x, arrays.y
     classification = arrays.task == "classification"
     class_names = arrays.class_names

@@ -51,3 +51,4 @@ class Arrays:
     class_names: list[str] | None = None
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    image_shape: tuple[int, ...] | None = None  # flat samples that are images of this (C, H, W) shape

@@ -51,11 +51,14 @@ for _name, _loader, _description in BUNDLED[1:]:
     register(_name, description=_description)(_bundled(_loader))
 
 
-@register("digits", description=BUNDLED[0][2] + "; as_images: true gives 1x8x8 images for cnn/resnet")
-def digits(seed, /, *, as_images: bool = False):
+@register("digits", description=BUNDLED[0][2] + "; as 1x8x8 images for an architecture that takes images "
+                                                "(as_images: auto), or always (true) or never (false)")
+def digits(seed, /, *, as_images: bool | Literal["auto"] = "auto"):
     arrays = _bundled("load_digits")(seed)
-    if as_images:
+    if as_images is True:
         arrays.x = arrays.x.reshape(-1, 1, 8, 8)  # (N, 64) -> (N, C=1, H=8, W=8)
+    elif as_images == "auto":
+        arrays.image_shape = (1, 8, 8)  # flat, unless the model takes images
     return arrays
 
 
@@ -114,14 +117,23 @@ def houses(seed, /, *, n_samples: SampleCount = 2000, noise: NonNegativeFloat = 
     return _regression(x, price)
 
 
-@register("csv", description="your CSV file: path, target column, optional features, task")
+MISSING = {"", "na", "n/a", "nan", "null", "none"}  # cells read as a missing value (any case, spaces trimmed)
+
+
+@register("csv", description="your CSV file: path, target column, optional features, task; "
+                             "missing: error (default) or drop rows with a missing value")
 def csv(seed, /, *, path: str, target: str, features: list[str] | None = None,
-        task: Literal["auto", "classification", "regression"] = "auto", delimiter: str = ","):
+        task: Literal["auto", "classification", "regression"] = "auto", delimiter: str = ",",
+        missing: Literal["error", "drop"] = "error"):
     import csv as csvmod
     file = Path(path)
     try:
         with file.open(newline="", encoding="utf-8") as handle:
-            rows = list(csvmod.DictReader(handle, delimiter=delimiter))
+            reader = csvmod.DictReader(handle, delimiter=delimiter)
+            rows, lines = [], []  # the file line each row ends on (a quoted cell may span lines)
+            for row in reader:
+                rows.append(row)
+                lines.append(reader.line_num)
     except FileNotFoundError:
         raise DataError(f"data.path: CSV file not found: {file}") from None
     if not rows:
@@ -133,12 +145,30 @@ def csv(seed, /, *, path: str, target: str, features: list[str] | None = None,
             from dltrain.core.errors import did_you_mean
             raise DataError(f"data: column `{name}` is not in {file}{did_you_mean(name, columns)} "
                             f"(columns: {', '.join(columns)})")
-    try:
-        x = np.array([[float(r[c]) for c in wanted] for r in rows], np.float32)
-    except ValueError as exc:
-        raise DataError(f"data: {file}: a feature column is not numeric ({exc})") from None
-    raw_target = [r[target] for r in rows]
+
+    def where(i: int, column: str) -> str:
+        return f"data: {file}: column `{column}`, row {i + 1} (line {lines[i]})"
+
+    keep = []
+    for i, row in enumerate(rows):
+        gap = next((c for c in [target, *wanted] if (row[c] or "").strip().lower() in MISSING), None)
+        if gap is None:
+            keep.append(i)
+        elif missing == "error":
+            raise DataError(f"{where(i, gap)}: {row[gap]!r} is a missing value; fill it in, or set "
+                            "data.missing: drop to leave out rows with missing values")
+    if not keep:
+        raise DataError(f"data: {file}: every row has a missing value in the columns used")
+    x = np.array([[_number(rows[i][c], lambda: where(i, c)) for c in wanted] for i in keep], np.float32)
+    raw_target = [rows[i][target].strip() for i in keep]
     return _from_target(x, raw_target, task, f"{file} column `{target}`")
+
+
+def _number(cell: str, where) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        raise DataError(f"{where()}: {cell!r} is not a number") from None
 
 
 @register("npz", description="your NumPy .npz file with arrays x and y (task as for csv)")

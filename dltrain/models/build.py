@@ -13,7 +13,7 @@ from dltrain.models.registry import (
 )
 
 # Said with the suggestion when an architecture does not fit data of this layout.
-LAYOUT_HINTS = {"flat": "for 8x8 digits as images: data.as_images: true"}
+LAYOUT_HINTS = {"flat": "digits are images for cnn and resnet unless data.as_images is false"}
 
 
 def output_size(task: str, num_classes: int | None, target_dim: int, loss_name: str) -> int:
@@ -21,6 +21,11 @@ def output_size(task: str, num_classes: int | None, target_dim: int, loss_name: 
     if task == "classification":
         return 1 if loss_name == "bce" else int(num_classes)
     return target_dim
+
+
+def takes_images_only(arch: str) -> bool:
+    """Whether data that can be flat or images (digits) should come as images for this architecture."""
+    return accepted_layouts(arch) == ("image",)
 
 
 def build_model(spec, input_shape: tuple[int, ...], outputs: int):

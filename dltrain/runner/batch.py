@@ -70,6 +70,7 @@ def batch_name(recipes: list, given: str | None, runs_root: Path) -> str:
 
 def run_batch(recipes: list, runs_root: Path, name: str, console, argv: list[str]) -> int:
     """Run every planned recipe in order; print each result, then the batch compared. Returns the exit code."""
+    from dltrain.core.signals import settle
     from dltrain.features.progress import reporter_for
     from dltrain.runner.execute import execute
     from dltrain.views.result import print_result
@@ -91,6 +92,7 @@ def run_batch(recipes: list, runs_root: Path, name: str, console, argv: list[str
         codes.append(result.exit_code)
         if result.exit_code in STOPS_BATCH:
             break
+    settle(worst(codes))  # every run's records are written: the batch's exit code stands
     if len(codes) < len(recipes):
         console.print(f"batch {name} stopped after {len(codes)} of {len(recipes)} runs")
     print_batch(console, name, runs_root)

@@ -37,12 +37,14 @@ def _versions() -> dict:
 
 def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None,
             batch: str | None = None, resume=None, callbacks: tuple = (),
-            run_info: dict | None = None) -> RunResult:
+            run_info: dict | None = None, settles: bool = False) -> RunResult:
     """Build, create the run directory, train, test, and write the summary.
     `batch` names the batch this run belongs to (`dltrain run A B --seeds N`); kept in run.json.
     `resume` (a resume.ResumePoint) continues that locked run directory from its checkpoint instead.
     `callbacks` are added after the recording ones (a sweep's pruning); `run_info` adds fields to
-    run.json (a sweep's tag: {name, trial, params})."""
+    run.json (a sweep's tag: {name, trial, params}). `settles`: this run's exit code is the
+    command's (one `dltrain run`, `dltrain resume`): once its records are written, no signal may
+    change it (core.signals.settle)."""
     import torch
 
     deterministic_before = torch.are_deterministic_algorithms_enabled()
@@ -50,13 +52,13 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.use_deterministic_algorithms(True)
     try:
-        return _execute(recipe, runs_root, reporter, argv, batch, resume, callbacks, run_info)
+        return _execute(recipe, runs_root, reporter, argv, batch, resume, callbacks, run_info, settles)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)  # a process-wide switch: put it back
 
 
 def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None, batch: str | None,
-             resume, callbacks: tuple, run_info: dict | None) -> RunResult:
+             resume, callbacks: tuple, run_info: dict | None, settles: bool) -> RunResult:
     import torch
 
     from dltrain.components.schedules import LRSchedule
@@ -85,14 +87,15 @@ def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None, 
     else:
         run, lock = resume.run, resume.lock
     try:
-        return _train_and_record(run, recipe, built, learner, reporter, argv, resume, batch, callbacks, run_info)
+        return _train_and_record(run, recipe, built, learner, reporter, argv, resume, batch, callbacks, run_info,
+                                 settles)
     finally:
         lock.release()
 
 
 def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, reporter, argv, resume,
-                      batch: str | None, extra_callbacks: tuple, run_info: dict | None) -> RunResult:
-    from dltrain.core.signals import stop_signals
+                      batch: str | None, extra_callbacks: tuple, run_info: dict | None, settles: bool) -> RunResult:
+    from dltrain.core.signals import settle, stop_signals
     from dltrain.features.checkpoints import Checkpointer
     from dltrain.features.early_stopping import EarlyStopping
     from dltrain.features.hparams import HParamsSession
@@ -162,8 +165,10 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
                             error=error)
         if hparams is not None:
             hparams.finish(status, summary)
-    # interrupted: the signal's own code (130 or 143)
-    exit_code = request.exit_code if status is RunStatus.INTERRUPTED else status.exit_code
+        # interrupted: the signal's own code (130 or 143)
+        exit_code = request.exit_code if status is RunStatus.INTERRUPTED else status.exit_code
+        if settles:
+            settle(exit_code)
     return RunResult(run, status, reason, summary, exit_code)
 
 
