@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from dltrain.components import LOSSES, OPTIMIZERS, SCHEDULES
-from dltrain.core.errors import did_you_mean
+from dltrain.core.errors import KeysError, did_you_mean
 from dltrain.core.registry import Spec
 from dltrain.core.metrics import MONITORABLE, default_mode
 from dltrain.core.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
@@ -64,7 +64,7 @@ class ClipSpec(Spec):
     @model_validator(mode="after")
     def _one_kind(self):
         if (self.norm is None) == (self.value is None):
-            raise ValueError("expected exactly one of `norm` or `value`")
+            raise KeysError(("norm", "value"), "expected exactly one of `norm` or `value`")
         return self
 
 
