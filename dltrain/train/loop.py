@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dltrain.core.words import plural
 from dltrain.train.events import FitState, StopTraining, fire
 from dltrain.train.metrics import MetricSums
 from dltrain.train.position import EpochProgress
@@ -207,7 +208,8 @@ def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState
         state.stop = stop
     finally:
         if state.stop is None and state.epoch >= state.epochs:
-            state.stop = StopTraining("completed", f"completed all {state.epochs} epochs")
+            state.stop = StopTraining("completed", f"completed all {plural(state.epochs, 'epoch')}"
+                                      if state.epochs != 1 else "completed 1 epoch")
         fire_end(state)
     return state
 
