@@ -63,8 +63,8 @@ def run_sweep(recipe_path: Path, overrides: list[str], runs_root: Path, *, plot:
     threads = _threads_per_worker(workers) if workers > 1 else None
     console.print(f"sweep `{name}` ({spec.method.name}, pruner {spec.pruner.name}, {plural(spec.trials, 'trial')} x "
                   f"{plural(spec.seeds, 'seed')} x {plural(epochs, 'epoch')}) in {studies.shown_url(url)}: "
-                  f"{'new study' if created else 'continuing'}, {plural(queued, 'trial')} planned now, {waiting} waiting; "
-                  plural(workers, "worker") + (f" x {plural(threads, 'torch thread')}" if threads else ""),
+                  f"{'new study' if created else 'continuing'}, {plural(queued, 'trial')} planned now, "
+                  f"{waiting} waiting; {plural(workers, 'worker')}" + (f" x {plural(threads, 'torch thread')}" if threads else ""),
                   markup=False, soft_wrap=True)
     job = WorkerJob(doc, str(recipe_path), name, url, Path(runs_root), 0, threads, list(argv), created)
     interrupted = _run_workers(job, workers) if waiting else False
