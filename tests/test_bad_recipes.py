@@ -35,7 +35,7 @@ CASES = {
     "missing required section": (
         {"name": "x", "data": {"name": "moons"}}, ["model", "required key is missing"]),
     "dropout list of the wrong length": (
-        with_(model={"arch": "mlp", "hidden": [8, 8], "dropout": [0.1]}), ["dropout has 1 rates", "2 hidden layers"]),
+        with_(model={"arch": "mlp", "hidden": [8, 8], "dropout": [0.1]}), ["dropout has 1 rate but", "2 hidden layers"]),
     "dropout out of range": (
         with_(model={"arch": "mlp", "dropout": 1.5}), ["model.dropout", "less than 1"]),
     "unknown dataset": (
@@ -89,7 +89,7 @@ def test_every_problem_is_reported_at_once_with_its_line(cli, tmp_path):
     ("=3", "expected KEY=VALUE"),
     ("model.hidden=[1,", "bad value in override"),
     ("model.hidden.0.x=1", "not a mapping"),
-    ("optimizer.lr=fast", "optimizer.lr (command line)"),
+    ("optimizer.lr=fast", "optimizer.lr (command line: optimizer.lr=fast)"),
 ])
 def test_bad_override_is_refused(cli, tmp_path, override, expected):
     recipe = write_recipe(tmp_path / "ok.yaml", GOOD)

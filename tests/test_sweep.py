@@ -146,11 +146,11 @@ def test_rerun_continues_the_sweep_and_a_changed_search_space_is_refused(cli, tm
     assert cli("sweep", recipe).code == 0
     first = {r["path"] for r in trial_runs(tmp_path / "runs")}
     result = cli("sweep", recipe, "sweep.trials=3")
-    assert result.code == 0 and "continuing, 1 trial(s) planned now" in result.out
+    assert result.code == 0 and "continuing, 1 trial planned now" in result.out
     runs = trial_runs(tmp_path / "runs")
     assert len(runs) == 3 and first < {r["path"] for r in runs}  # the first two were kept, not re-run
     assert sorted(r["info"]["sweep"]["trial"] for r in runs) == [0, 1, 2]
-    assert "continuing, 0 trial(s) planned now" in cli("sweep", recipe, "sweep.trials=3").out
+    assert "continuing, 0 trials planned now" in cli("sweep", recipe, "sweep.trials=3").out
 
     changed = write_recipe(tmp_path / "changed.yaml", sweep_doc(method="random", trials=3, params={
         "optimizer.lr": {"low": 1.0e-4, "high": 1.0e-1, "log": True}}))
@@ -205,7 +205,7 @@ def test_an_interrupted_sweep_exits_130_and_a_rerun_finishes_the_interrupted_tri
     assert statuses == {0: "completed", 1: "interrupted"}  # trial 2 never started
     monkeypatch.setattr(OptunaReport, "on_epoch_end", original)
     result = cli("sweep", recipe)
-    assert result.code == 0 and "continuing, 1 trial(s) planned now, 2 waiting" in result.out
+    assert result.code == 0 and "continuing, 1 trial planned now, 2 waiting" in result.out
     study = load_study(tmp_path / "runs", "tiny-grid")
     done = sorted(t.params["optimizer.lr"] for t in study.trials if t.state == TrialState.COMPLETE)
     assert done == [0.01, 0.1, 0.3]  # the interrupted grid point was run again, the others once

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from dltrain.components import LOSSES
 from dltrain.core.errors import DataError, Problem, RecipeError
 from dltrain.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, SPLITS
+from dltrain.core.words import plural
 from dltrain.data import DataBundle, prepare
 from dltrain.recipe.schema import Recipe
 
@@ -48,7 +49,7 @@ def resolve_device(name: str):
                                        "expected auto or cpu here")])
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise RecipeError([Problem("device", f"`{name}`: this machine has {torch.cuda.device_count()} CUDA device(s)")])
+            raise RecipeError([Problem("device", f"`{name}`: this machine has {plural(torch.cuda.device_count(), 'CUDA device')}")])
     if name == "mps" and not torch.backends.mps.is_available():
         raise RecipeError([Problem("device", "`mps` asked for, but Apple's MPS backend is not available here")])
     return torch.device(name)

@@ -36,6 +36,15 @@ class RecipeError(Exception):
         return head + "\n" + "\n".join(f"  - {p}" for p in self.problems)
 
 
+class KeysError(ValueError):
+    """A cross-field check's failure, blamed on the keys involved (relative to the checked spec):
+    `KeysError(("val_fraction", "test_fraction"), "...")` reads `data.val_fraction, data.test_fraction`."""
+
+    def __init__(self, keys: tuple[str, ...], message: str):
+        super().__init__(message)
+        self.keys = tuple(keys)
+
+
 class UsageError(Exception):
     """Bad command-line input that is not a recipe problem (a missing run, a bad flag). Exit code 2."""
 

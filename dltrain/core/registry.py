@@ -20,6 +20,8 @@ Factories import torch inside their bodies, so validating a recipe and `dltrain 
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated, Any, Callable, Literal, Optional, Union
@@ -43,6 +45,27 @@ class Spec(BaseModel):
     """Base of every generated component spec: strict and frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_gaps(cls, data: Any) -> Any:
+        """Two rules that let a recipe, an `extends` child or an override say less:
+        `key: null` on a key where null is not itself a valid value means "not set" (the default
+        applies, which is how a child deletes an inherited key); a component given without its
+        `name` (`optimizer: {lr: 0.1}`) is the field's default component with those parameters."""
+        if not isinstance(data, dict):
+            return data
+        out = {}
+        for key, value in data.items():
+            slot = field_named(cls, key)
+            if slot is not None and value is None and not slot.is_required() and not accepts_none(slot):
+                continue
+            registry = component_registry(slot) if slot is not None else None
+            if registry is not None and isinstance(value, dict) and registry.tag not in value:
+                name = registry.default_name(slot.default, value)
+                value = value if name is None else {registry.tag: name, **value}
+            out[key] = value
+        return out
 
 
 @dataclass
@@ -159,6 +182,21 @@ class Registry:
             raise KeyError(self.unknown_message(name))
         return self._entries[canonical]
 
+    def default_name(self, default: Any, given: dict) -> str | None:
+        """The entry a field holds when the recipe names none: the field's default (`"adam"`, or a
+        spec); where the default is null (`loss`: chosen from the task), the one entry that takes
+        every given parameter (`label_smoothing` -> cross_entropy), if exactly one does."""
+        if isinstance(default, str):
+            return self.canonical(default)
+        if isinstance(default, BaseModel):
+            return getattr(default, self.tag)
+        takers = [e.name for e in self.entries() if given and set(given) <= set(e.model.model_fields)]
+        return takers[0] if len(takers) == 1 else None
+
+    def shared_keys(self) -> set[str]:
+        """Keys every entry has (the base spec's: `data.batch_size`, `model.from`, `schedule.warmup_epochs`)."""
+        return {f.alias or name for name, f in self.base.model_fields.items()} | set(self.base.model_fields)
+
     def unknown_message(self, name: Any) -> str:
         known = self.names() + list(self._aliases)
         return (f"unknown {self.what} `{name}`{did_you_mean(str(name), known)} "
@@ -226,4 +264,34 @@ class ComponentOf:
 
     def __hash__(self) -> int:
         return id(self.registry)
+
+
+def field_named(model: type[BaseModel], key: str):
+    """The FieldInfo of `key` (its name or alias) in a pydantic model, or None."""
+    for name, f in model.model_fields.items():
+        if key in (name, f.alias):
+            return f
+    return None
+
+
+def unwrap_annotation(annotation: Any) -> list[Any]:
+    """The annotation and, through Annotated and unions, every type and marker inside it."""
+    found = [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is Annotated or origin in (Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found += unwrap_annotation(arg)
+    return found
+
+
+def component_registry(slot) -> "Registry | None":
+    """The registry whose component a field holds (its ComponentOf marker), or None."""
+    for part in list(slot.metadata) + unwrap_annotation(slot.annotation):
+        if isinstance(part, ComponentOf):
+            return part.registry
+    return None
+
+
+def accepts_none(slot) -> bool:
+    return any(part is type(None) for part in unwrap_annotation(slot.annotation))
 

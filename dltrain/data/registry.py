@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from dltrain.core.errors import KeysError
 from dltrain.core.registry import Registry, Spec
 from dltrain.core.types import PositiveInt, Task
 from dltrain.data.augment import AUGMENTATIONS
@@ -29,12 +30,12 @@ class DataSpec(Spec):
     @model_validator(mode="after")
     def _fractions_leave_training_data(self):
         if self.val_fraction + self.test_fraction >= 0.95:
-            raise ValueError(f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} "
+            raise KeysError(("val_fraction", "test_fraction"), f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} "
                              "leaves (almost) no training data; expected a sum below 0.95")
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"classes has repeated labels: {self.classes}")
+            raise KeysError(("classes",), f"classes has repeated labels: {self.classes}")
         if self.classes is not None and len(self.classes) < 2:
-            raise ValueError("classes must keep at least 2 labels")
+            raise KeysError(("classes",), "classes must keep at least 2 labels")
         return self
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 from dltrain.core.status import RunStatus
+from dltrain.core.words import plural
 from dltrain.train.events import Callback, FitState, Monitor, StopTraining, read_metric
 
 
@@ -27,7 +28,7 @@ class EarlyStopping(Callback):
         if self.bad_epochs >= self.patience:
             m = self.monitor
             raise StopTraining(RunStatus.EARLY_STOPPED,
-                               f"early stopping: {m.name} did not improve for {self.patience} epochs "
+                               f"early stopping: {m.name} did not improve for {plural(self.patience, 'epoch')} "
                                f"(best {m.best:.6g} at epoch {m.best_epoch})")
 
     def on_fit_end(self, state: FitState) -> None:

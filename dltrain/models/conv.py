@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from dltrain.components import ACTIVATIONS
-from dltrain.core.errors import Problem, RecipeError
+from dltrain.core.errors import KeysError, Problem, RecipeError
 from dltrain.core.types import Fraction, PositiveInt
 from dltrain.models.layers import (
     ActivationSpec,
@@ -31,7 +31,7 @@ def _check_cnn(spec) -> None:
     check_dropout(spec.dropout, len(spec.channels) + len(spec.hidden))
     check_bias_init(spec)
     if spec.kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size {spec.kernel_size} is even; expected an odd size (3, 5, ...) so that "
+        raise KeysError(("kernel_size",), f"kernel_size {spec.kernel_size} is even; expected an odd size (3, 5, ...) so that "
                          "'same' padding keeps the feature map centred")
 
 
@@ -98,7 +98,7 @@ def _check_resnet(spec) -> None:
     check_bias_init(spec)
     if (spec.depth - 2) % (2 * spec.stages) != 0:
         valid = [2 * spec.stages * n + 2 for n in (1, 2, 3, 5)]
-        raise ValueError(f"depth {spec.depth} does not fit {spec.stages} stages of two-conv blocks: "
+        raise KeysError(("depth",), f"depth {spec.depth} does not fit {spec.stages} stages of two-conv blocks: "
                          f"depth = {2 * spec.stages}n + 2, e.g. {', '.join(map(str, valid))}")
 
 

@@ -11,7 +11,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from dltrain.core.errors import Problem, RecipeError, did_you_mean
+from dltrain.core.errors import KeysError, Problem, RecipeError, did_you_mean
 from dltrain.models.forward import head_prefix, probe_forward
 from dltrain.models.registry import ARCHITECTURES
 
@@ -24,10 +24,10 @@ def classification_models() -> list[str]:
 def _check_torchvision(spec) -> None:
     names = classification_models()
     if spec.model not in names:
-        raise ValueError(f"unknown torchvision classification model `{spec.model}`{did_you_mean(spec.model, names)} "
+        raise KeysError(("model",), f"unknown torchvision classification model `{spec.model}`{did_you_mean(spec.model, names)} "
                          f"(e.g. resnet18, mobilenet_v3_small, efficientnet_b0; all: torchvision.models.list_models())")
     if spec.weights is not None and not Path(spec.weights).is_file():
-        raise ValueError(f"weights file not found: {spec.weights} (weights are read from a local file only; "
+        raise KeysError(("weights",), f"weights file not found: {spec.weights} (weights are read from a local file only; "
                          "download them yourself, e.g. from the URL in torchvision's docs)")
 
 
@@ -81,7 +81,7 @@ def _check_custom(spec) -> None:
     try:
         inspect.signature(cls).bind_partial(**spec.kwargs)
     except TypeError as exc:
-        raise ValueError(f"kwargs do not fit {spec.target}: {exc}") from None
+        raise KeysError(("kwargs",), f"kwargs do not fit {spec.target}: {exc}") from None
     except ValueError:
         pass  # no inspectable signature (a C extension): the call itself will say
 
@@ -90,19 +90,19 @@ def resolve_target(target: str):
     """'package.module:Class' -> the class. Imports (runs) the user's module."""
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"target `{target}`: expected package.module:Class")
+        raise KeysError(("target",), f"target `{target}`: expected package.module:Class")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"target `{target}`: cannot import `{module_name}` ({exc}); is its folder on PYTHONPATH?") from None
+        raise KeysError(("target",), f"target `{target}`: cannot import `{module_name}` ({exc}); is its folder on PYTHONPATH?") from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(module) if not n.startswith("_")]
-            raise ValueError(f"target `{target}`: `{module_name}` has no `{attr}`{did_you_mean(attr, names)}")
+            raise KeysError(("target",), f"target `{target}`: `{module_name}` has no `{attr}`{did_you_mean(attr, names)}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ValueError(f"target `{target}` is not a class or function")
+        raise KeysError(("target",), f"target `{target}` is not a class or function")
     return obj
 
 

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from dltrain.components import ACTIVATIONS, INITIALIZERS
+from dltrain.core.errors import KeysError
+from dltrain.core.words import plural
 from dltrain.core.types import Fraction
 
 ActivationSpec = ACTIVATIONS.spec_type
@@ -19,7 +21,7 @@ def check_bias_init(spec) -> None:
     name = spec.bias_init.name
     if INITIALIZERS.entry(name).facts["needs_matrix"]:
         for_bias = sorted(e.name for e in INITIALIZERS.entries() if not e.facts["needs_matrix"])
-        raise ValueError(f"bias_init `{name}` needs a weight matrix (fan-in/fan-out); "
+        raise KeysError(("bias_init",), f"bias_init `{name}` needs a weight matrix (fan-in/fan-out); "
                          f"for biases choose one of: {', '.join(for_bias)}")
 
 
@@ -29,7 +31,8 @@ def dropout_rates(dropout, layers: int) -> list[float]:
 
 def check_dropout(dropout, layers: int) -> None:
     if isinstance(dropout, list) and len(dropout) != layers:
-        raise ValueError(f"dropout has {len(dropout)} rates but there are {layers} hidden layers; "
+        raise KeysError(("dropout",), f"dropout has {plural(len(dropout), 'rate')} but there "
+                        f"{'is' if layers == 1 else 'are'} {plural(layers, 'hidden layer')}; "
                          "expected one rate, or one per hidden layer")
 
 

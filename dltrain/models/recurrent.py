@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from dltrain.core.errors import KeysError
 from dltrain.core.types import Finite, Fraction, PositiveInt
 from dltrain.models.layers import InitSpec, check_bias_init, init_weights
 from dltrain.models.registry import ARCHITECTURES
@@ -23,9 +24,9 @@ Layers = Annotated[int, Field(ge=1, le=16)]
 def _check(spec) -> None:
     check_bias_init(spec)
     if spec.layers == 1 and spec.dropout > 0:
-        raise ValueError("dropout acts between stacked layers, and layers is 1; set layers >= 2 or dropout: 0")
+        raise KeysError(("dropout", "layers"), "dropout acts between stacked layers, and layers is 1; set layers >= 2 or dropout: 0")
     if spec.layers == 1 and spec.residual:
-        raise ValueError("residual connects stacked layers, and layers is 1; set layers >= 2 or residual: false")
+        raise KeysError(("residual", "layers"), "residual connects stacked layers, and layers is 1; set layers >= 2 or residual: false")
 
 
 def build_recurrent(kind: str, input_shape, outputs: int, *, hidden_size: int, layers: int, bidirectional: bool,

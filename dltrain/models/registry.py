@@ -11,6 +11,7 @@ from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
+from dltrain.core.errors import KeysError
 from dltrain.core.registry import Registry, Spec
 
 # The layout of one sample, told apart by rank: (F,) flat features, (T, F) a sequence of T steps,
@@ -35,9 +36,9 @@ class ModelSpec(Spec):
     @model_validator(mode="after")
     def _transfer_keys_fit(self):
         if self.reset_head and self.from_ is None:
-            raise ValueError("reset_head: true needs `from` (a run directory or checkpoint to load)")
+            raise KeysError(("reset_head", "from"), "reset_head: true needs `from` (a run directory or checkpoint to load)")
         if isinstance(self.freeze, list) and not self.freeze:
-            raise ValueError("freeze is an empty list; expected parameter-name globs, all_but_head, or null")
+            raise KeysError(("freeze",), "freeze is an empty list; expected parameter-name globs, all_but_head, or null")
         return self
 
 

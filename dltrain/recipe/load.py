@@ -8,37 +8,64 @@ everything against the registries' signatures. Nothing below this module sees a 
 from __future__ import annotations
 
 import copy
-import re
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from dltrain.core.errors import Problem, RecipeError, did_you_mean
-from dltrain.core.registry import ComponentOf
+from dltrain.core.registry import Registry, component_registry, field_named, unwrap_annotation
 from dltrain.core.yamlio import KeyPath, parse_yaml, read_yaml_file
 from dltrain.recipe.schema import Recipe
 from dltrain.recipe.sweep import SweepSpec
 from dltrain.rundir.layout import RECIPE
 
 
-def _merge(base: Any, over: Any, base_lines: dict, over_lines: dict, path: KeyPath, lines: dict) -> Any:
-    """Deep-merge mappings (over wins); anything else, lists included, is replaced."""
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for key, value in over.items():
-            sub = path + (key,)
-            if key in base:
-                out[key] = _merge(base[key], value, base_lines, over_lines, sub, lines)
-            else:
-                out[key] = value
-                _copy_lines(over_lines, sub, lines)
-            lines[sub] = over_lines.get(sub, lines.get(sub))
-        return out
-    _drop_lines(lines, path)
-    _copy_lines(over_lines, path, lines)
-    return over
+def _merge(base: Any, over: Any, slot: FieldInfo | None, path: KeyPath, over_lines: dict, lines: dict) -> Any:
+    """Deep-merge `over` onto `base` (over wins), walking the schema alongside (`slot` is the field at
+    `path`; None at the top). Mappings merge; anything else, lists included, is replaced. Where a
+    component changes its `name` (or `arch`), the base's parameters for the old one are dropped: only
+    the keys every entry shares survive (`data.batch_size`, `model.from`). `lines` (the base's
+    key -> "file:line") is updated to say where each merged key now comes from."""
+    registry = component_registry(slot) if slot is not None else None
+    if registry is not None:
+        base, over = _as_mapping(base, registry), _as_mapping(over, registry)
+        if _renamed(base, over, registry):
+            shared = registry.shared_keys()
+            for key in [k for k in base if k not in shared]:
+                _drop_lines(lines, path + (key,), inclusive=True)
+            base = {k: v for k, v in base.items() if k in shared}
+    if not (isinstance(base, dict) and isinstance(over, dict)):
+        _drop_lines(lines, path)
+        _copy_lines(over_lines, path, lines)
+        return over
+    model = _model_in(slot, {**base, **over})
+    out = dict(base)
+    for key, value in over.items():
+        sub = path + (key,)
+        if key in base:
+            out[key] = _merge(base[key], value, _field(model, key), sub, over_lines, lines)
+        else:
+            out[key] = value
+            _copy_lines(over_lines, sub, lines)
+        if sub in over_lines:
+            lines[sub] = over_lines[sub]
+    return out
+
+
+def _as_mapping(value: Any, registry: Registry) -> Any:
+    """A component by bare name (`relu`) as the mapping it stands for (`{name: relu}`)."""
+    return {registry.tag: value} if isinstance(value, str) else value
+
+
+def _renamed(base: Any, over: Any, registry: Registry) -> bool:
+    if not (isinstance(base, dict) and isinstance(over, dict)) or registry.tag not in over:
+        return False
+    old, new = base.get(registry.tag), over[registry.tag]
+    canonical = [registry.canonical(n) if isinstance(n, str) else n for n in (old, new)]
+    return old is not None and canonical[0] != canonical[1]
 
 
 def _copy_lines(src: dict, prefix: KeyPath, dst: dict) -> None:
@@ -47,8 +74,8 @@ def _copy_lines(src: dict, prefix: KeyPath, dst: dict) -> None:
             dst[key] = where
 
 
-def _drop_lines(lines: dict, prefix: KeyPath) -> None:
-    for key in [k for k in lines if k[:len(prefix)] == prefix and k != prefix]:
+def _drop_lines(lines: dict, prefix: KeyPath, inclusive: bool = False) -> None:
+    for key in [k for k in lines if k[:len(prefix)] == prefix and (inclusive or k != prefix)]:
         del lines[key]
 
 
@@ -78,12 +105,9 @@ def _read_with_extends(path: Path, seen: tuple[Path, ...]) -> tuple[dict, dict]:
         if not parent_path.exists():
             raise RecipeError([Problem("extends", f"file not found: {parent_path}", lines.get(("extends",)))])
         parent_value, parent_lines = _read_with_extends(parent_path, (*seen, parent_path))
-        new_lines = dict(merged_lines)
-        merged = _merge(merged, parent_value, merged_lines, parent_lines, (), new_lines)
-        merged_lines = new_lines
-    new_lines = dict(merged_lines)
-    merged = _merge(merged, value, merged_lines, lines, (), new_lines)
-    return merged, new_lines
+        merged = _merge(merged, parent_value, None, (), parent_lines, merged_lines)
+    merged = _merge(merged, value, None, (), lines, merged_lines)
+    return merged, merged_lines
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -97,31 +121,39 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value, _ = parse_yaml(raw, "command line")
     except RecipeError as err:
         raise RecipeError([Problem(key, f"bad value in override `{text}`: {err.problems[0].message}",
-                                   "command line")]) from None
+                                   f"command line: {text}")]) from None
     return key.split("."), value
 
 
-def apply_override(doc: dict, keys: list[str], value: Any, lines: dict) -> None:
-    node = doc
+def apply_override(doc: dict, keys: list[str], value: Any, lines: dict, where: str = "command line") -> None:
+    """Merge `a.b.c=value` into the document as if a child recipe said `{a: {b: {c: value}}}`: into the
+    default component where the recipe leaves a section to its default, replacing a component's
+    parameters only when its name changes. Keys the override creates are blamed on `where`."""
+    _check_settable(doc, keys, where)
+    nested: Any = value
+    for key in reversed(keys):
+        nested = {key: nested}
+    paths = [tuple(keys[:i]) for i in range(1, len(keys) + 1)]
+    over_lines = {p: where for p in paths if p not in lines or p == paths[-1]}
+    merged = _merge(doc, nested, None, (), over_lines, lines)
+    doc.clear()
+    doc.update(merged)
+
+
+def _check_settable(doc: dict, keys: list[str], where: str) -> None:
+    """`data.batch_size.x=1`: a value that is neither a mapping nor a component's name is in the way."""
+    node: Any = doc
+    model: Any = Recipe
     for i, key in enumerate(keys[:-1]):
+        slot = _field(model, key)
         child = node.get(key)
-        if child is None or isinstance(child, str) and i < len(keys) - 1 and _is_component_name(child):
-            # `optimizer=adam` then `optimizer.lr=0.1`: a bare name becomes a mapping
-            child = {"name": child} if isinstance(child, str) else {}
-            node[key] = child
+        if child is None or isinstance(child, str) and slot is not None and component_registry(slot) is not None:
+            return
         if not isinstance(child, dict):
             path = ".".join(keys[:i + 1])
             raise RecipeError([Problem(".".join(keys), f"cannot set `{'.'.join(keys)}`: `{path}` is "
-                                       f"{type(child).__name__} {child!r}, not a mapping", "command line")])
-        node = child
-    node[keys[-1]] = value
-    prefix = tuple(keys)
-    _drop_lines(lines, prefix)
-    lines[prefix] = "command line"
-
-
-def _is_component_name(value: str) -> bool:
-    return bool(re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value))
+                                       f"{type(child).__name__} {child!r}, not a mapping", where)])
+        node, model = child, _model_in(slot, child)
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
@@ -138,7 +170,7 @@ def load_document(path: str | Path, overrides: list[str] = ()) -> tuple[dict, di
     doc, lines = _read_with_extends(path, (path.resolve(),))
     for text in overrides:
         keys, value = parse_override(text)
-        apply_override(doc, keys, value, lines)
+        apply_override(doc, keys, value, lines, f"command line: {text}")
     doc.setdefault("name", path.stem if path.name != RECIPE else path.parent.name)
     return doc, lines
 
@@ -179,41 +211,65 @@ def validate_document(doc: dict, lines: dict | None = None, source: str | None =
 
 
 def _problems(exc: ValidationError, doc: dict, lines: dict) -> list[Problem]:
-    problems: list[Problem] = []
-    seen: set[tuple[str, str]] = set()
+    errors = []
     for error in exc.errors(include_url=False):
-        path = _user_path(error["loc"], doc)
-        message = _message(error, path, doc)
-        key = (".".join(map(str, path)), message)
-        if key in seen:
-            continue
-        seen.add(key)
-        problems.append(Problem(key[0], message, _where(path, lines)))
-    return problems
+        path, branch = _user_path(error["loc"], doc, missing=error["type"] == "missing")
+        # a cross-field check (core.errors.KeysError) names the keys involved, not its section
+        keys = getattr((error.get("ctx") or {}).get("error"), "keys", ())
+        targets = [path + (key,) for key in keys] or [path]
+        errors.append({**error, "path": targets[0], "branch": branch, "message": _message(error, targets[0], doc),
+                       "label": ", ".join(".".join(map(str, target)) for target in targets)})
+    found: dict[str, list[dict]] = {}  # label -> its errors, in pydantic's order
+    for error in _drop_mismatched_members(errors):
+        same = found.setdefault(error["label"], [])
+        if all(e["message"] != error["message"] for e in same):
+            same.append(error)
+    return [Problem(label, _one_message(same), _where(same[0]["path"], lines)) for label, same in found.items()]
 
 
-def _user_path(loc: tuple, doc: Any) -> tuple:
-    """Drop the union tags pydantic inserts (`optimizer.adam.lr` -> `optimizer.lr`)."""
+def _drop_mismatched_members(errors: list[dict]) -> list[dict]:
+    """A value that fits no member of a union (`batch_size: 0`, `dropout: 1.5`) gets an error from each
+    member; "should be a valid list" for 1.5 says nothing useful when another member's error (less
+    than 1) is about the value itself, at this key or inside it."""
+    def useful_elsewhere(error: dict) -> bool:
+        n = len(error["path"])
+        return any(other is not error and other["branch"] and other["path"][:n] == error["path"]
+                   and not other["type"].endswith("_type") for other in errors)
+    return [e for e in errors if not (e["branch"] and e["type"].endswith("_type") and useful_elsewhere(e))]
+
+
+def _one_message(errors: list[dict]) -> str:
+    """The messages for one key; union members' "Input should be ..." read as one sentence."""
+    if len(errors) == 1 or not all(e["branch"] for e in errors):
+        return "; ".join(e["message"] for e in errors)
+    got = errors[0].get("input")
+    suffix = f"; got {got!r}" if got is not None and not isinstance(got, (dict, list)) else ""
+    return "Input should be " + " or ".join(e["msg"].removeprefix("Input should be ") for e in errors) + suffix
+
+
+def _user_path(loc: tuple, doc: Any, missing: bool = False) -> tuple[tuple, bool]:
+    """The key path in the user's document, without the labels pydantic inserts: union tags
+    (`optimizer.adam.lr` -> `optimizer.lr`) and union members (`batch_size.constrained-int`).
+    Also says whether the error came from one member of a union of plain types."""
     path: list = []
     node = doc
+    branch = False
     for i, part in enumerate(loc):
-        last = i == len(loc) - 1
-        if isinstance(node, dict):
-            if part in node:
-                path.append(part)
-                node = node[part]
-            elif last or str(part).startswith("function-") or part in ("[key]",):
-                if last and not str(part).startswith("function-"):
-                    path.append(part)
-            # else: a tag name, skip it
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             path.append(part)
             node = node[part]
+        elif isinstance(node, dict) and missing and i == len(loc) - 1:
+            path.append(part)
+        elif node is None and isinstance(part, (int, str)) and not str(part).startswith("function-"):
+            return (*path, part), branch
+        elif isinstance(node, (dict, list)):
+            branch = branch or isinstance(node, list)  # a dict's labels are component tags
         else:
-            if isinstance(part, (int, str)) and not str(part).startswith("function-") and node is None:
-                path.append(part)
-            break
-    return tuple(path)
+            return tuple(path), True  # the rest of the location names union members
+    return tuple(path), branch
 
 
 def _where(path: tuple, lines: dict) -> str | None:
@@ -228,6 +284,8 @@ def _message(error: dict, path: tuple, doc: dict) -> str:
     got = error.get("input")
     if kind == "extra_forbidden":
         valid = _valid_keys(path[:-1], doc)
+        if valid in (["name"], ["arch"]):  # a component without parameters: its tag is its only key
+            return f"unknown key `{path[-1]}`: `{_value_at(path[:-1] + (valid[0],), doc)}` takes no parameters"
         hint = did_you_mean(str(path[-1]), valid) if valid else ""
         listing = f" (valid keys: {', '.join(valid)})" if valid else ""
         return f"unknown key `{path[-1]}`{hint}{listing}"
@@ -242,68 +300,66 @@ def _message(error: dict, path: tuple, doc: dict) -> str:
     return msg
 
 
+# ---------------------------------------------------------------------------------------------
+# the schema, walked along a document
+
+
+def _value_at(path: tuple, doc: dict) -> Any:
+    """The name a component at `path` validated as (the user's, or its field's default)."""
+    node: Any = doc
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, dict) else node[part] if isinstance(node, list) else None
+    if isinstance(node, str):
+        return node
+    model = _model_at(path[:-1], doc)
+    return model.model_fields[path[-1]].default if model is not None else None
+
+
 def _valid_keys(path: tuple, doc: dict) -> list[str]:
-    """The keys allowed at `path`, found by walking the Recipe model along the user's document."""
+    model = _model_at(path, doc)
+    return [] if model is None else [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_at(path: tuple, doc: dict) -> type[BaseModel] | None:
+    """The model of the mapping at `path`, found by walking the Recipe model along the user's document."""
     model: Any = Recipe
     node: Any = doc
+    slot: FieldInfo | None = None  # the field holding `node`
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int):  # a list element: the list's element type
             node = node[part] if isinstance(node, list) and part < len(node) else None
-            model = _element_type(model)
+            model = _model_in(FieldInfo.from_annotation(_element_type(slot)), node) if slot else None
             continue
-        field_type = _field_type(model, part, node)
+        slot = _field(model, part)
         node = node.get(part) if isinstance(node, dict) else None
-        model = field_type
-    model = _resolve(model, node)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return [f.alias or name for name, f in model.model_fields.items()]
-    return []
-
-
-def _field_type(model: Any, key: str, node: Any) -> Any:
-    model = _resolve(model, node)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        for name, f in model.model_fields.items():
-            if key in (name, f.alias):
-                return _with_metadata(f)
-    return None
-
-
-def _with_metadata(f) -> Any:
-    annotation = f.annotation
-    if f.metadata:
-        return Annotated[(annotation, *f.metadata)]
-    return annotation
-
-
-def _resolve(model: Any, node: Any) -> Any:
-    """Unwrap Optional/Annotated; pick a registry entry's model from the node's name."""
-    for _ in range(6):
-        origin = typing.get_origin(model)
-        if origin is Annotated:
-            args = typing.get_args(model)
-            marker = next((m for m in args[1:] if isinstance(m, ComponentOf)), None)
-            if marker is not None:
-                reg = marker.registry
-                name = node if isinstance(node, str) else (node or {}).get(reg.tag) if isinstance(node, dict) else None
-                canonical = reg.canonical(name) if isinstance(name, str) else None
-                return reg.entry(canonical).model if canonical else None
-            model = args[0]
-            continue
-        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-            args = [a for a in typing.get_args(model) if a is not type(None)]
-            model = args[0] if len(args) == 1 else next(
-                (a for a in args if typing.get_origin(a) is Annotated or (isinstance(a, type) and issubclass(a, BaseModel))),
-                args[0])
-            continue
-        break
+        model = _model_in(slot, node) if slot is not None else None
     return model
 
 
-def _element_type(model: Any) -> Any:
-    model = _resolve(model, None)
-    args = typing.get_args(model)
-    return args[0] if args else None
+def _field(model: type[BaseModel] | None, key: Any) -> FieldInfo | None:
+    return field_named(model, key) if model is not None and isinstance(key, str) else None
+
+
+def _model_in(slot: FieldInfo | None, node: Any) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping `node` held in field `slot` (None: the top)."""
+    if slot is None:
+        return Recipe
+    registry = component_registry(slot)
+    if registry is not None:
+        given = node if isinstance(node, dict) else {}
+        name = node if isinstance(node, str) else given.get(registry.tag)
+        if name is None:
+            name = registry.default_name(slot.default, given)
+        canonical = registry.canonical(name) if isinstance(name, str) else None
+        return registry.entry(canonical).model if canonical else None
+    return next((t for t in unwrap_annotation(slot.annotation) if isinstance(t, type) and issubclass(t, BaseModel)), None)
+
+
+def _element_type(slot: FieldInfo) -> Any:
+    for t in unwrap_annotation(slot.annotation):
+        if typing.get_origin(t) is list:
+            return typing.get_args(t)[0]
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

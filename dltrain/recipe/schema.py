@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from dltrain.components import LOSSES, OPTIMIZERS, SCHEDULES
 from dltrain.core.metrics import resolve_mode
+from dltrain.core.errors import KeysError
 from dltrain.core.registry import Spec
 from dltrain.core.types import Mode, Monitorable, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from dltrain.core.yamlio import dump_yaml
@@ -54,7 +55,7 @@ class ClipSpec(Spec):
     @model_validator(mode="after")
     def _one_kind(self):
         if (self.norm is None) == (self.value is None):
-            raise ValueError("expected exactly one of `norm` or `value`")
+            raise KeysError(("norm", "value"), "expected exactly one of `norm` or `value`")
         return self
 
 

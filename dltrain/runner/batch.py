@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dltrain.core.errors import DataError, RecipeError, UsageError
 from dltrain.core.status import STOPS_BATCH, Exit, worst
+from dltrain.core.words import plural
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -94,7 +95,7 @@ def run_batch(recipes: list, runs_root: Path, name: str, console, argv: list[str
             break
     settle(worst(codes))  # every run's records are written: the batch's exit code stands
     if len(codes) < len(recipes):
-        console.print(f"batch {name} stopped after {len(codes)} of {len(recipes)} runs")
+        console.print(f"batch {name} stopped after {len(codes)} of {plural(len(recipes), 'run')}")
     print_batch(console, name, runs_root)
     return worst(codes)
 
@@ -102,8 +103,9 @@ def run_batch(recipes: list, runs_root: Path, name: str, console, argv: list[str
 def print_batch(console, name: str, runs_root: Path) -> None:
     from dltrain.rundir.reader import all_runs, batches
     from dltrain.views.compare import build, render_table
+    from dltrain.views.result import print_command
     runs = batches(all_runs(Path(runs_root))).get(name, [])
     if runs:
-        render_table(console, build(runs, title=f"batch {name}: {len(runs)} runs"))
-    console.print(f"compare again: dltrain compare {name}" +
-                  ("" if Path(runs_root) == Path("runs") else f" --runs-dir {runs_root}"), markup=False)
+        render_table(console, build(runs, title=f"batch {name}: {plural(len(runs), 'run')}"))
+    print_command(console, "compare again:", f"dltrain compare {name}" +
+                  ("" if Path(runs_root) == Path("runs") else f" --runs-dir {runs_root}"))

@@ -153,15 +153,15 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
         state.stop_request = request
         status, reason, error = _fit(state, learner, built, run)
         request.finishing = True  # from here on a signal is only noted: the records must be written
-        if status is RunStatus.INTERRUPTED:
-            reason += f"; continue it with: dltrain resume {run.path}"
         test = {}
         if status.finished and built.loaders["test"] is not None:
             test = {f"test_{k}": v for k, v in learner.evaluate(built.loaders["test"]).items()}
         wall = earlier_wall + time.time() - started
         summary = _summary(state, built, test, wall, status)
         run.write_summary(summary)
-        run.update_run_info(status=status, stop_reason=reason, ended=_now(), wall_time_s=round(wall, 3),
+        # run.json keeps the way on for `dltrain show`; the CLI prints it on a line of its own (views/result.py)
+        hint = f"; continue it with: dltrain resume {run.path}" if status == "interrupted" else ""
+        run.update_run_info(status=status, stop_reason=reason + hint, ended=_now(), wall_time_s=round(wall, 3),
                             error=error)
         if hparams is not None:
             hparams.finish(status, summary)

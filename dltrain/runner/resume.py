@@ -20,6 +20,7 @@ from pathlib import Path
 from dltrain.core.errors import UsageError
 from dltrain.core.status import RunStatus
 from dltrain.rundir import layout
+from dltrain.core.words import plural
 from dltrain.rundir.lock import RunLock
 from dltrain.rundir.writer import RunDir, load_checkpoint, read_json
 
@@ -123,7 +124,7 @@ def remove_temp_files(folder: Path) -> list[Path]:
     for path in leftovers:
         path.unlink()
     if leftovers:
-        print(f"note: removed {len(leftovers)} unfinished temporary file(s) left by a killed process", file=sys.stderr)
+        print(f"note: removed {plural(len(leftovers), 'unfinished temporary file')} left by a killed process", file=sys.stderr)
     return leftovers
 
 

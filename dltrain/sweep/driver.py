@@ -19,6 +19,7 @@ from dltrain.components.search import METHODS, PRUNERS
 from dltrain.core.errors import DataError, Problem, RecipeError, UsageError
 from dltrain.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, SPLITS
 from dltrain.core.status import Exit, RunStatus
+from dltrain.core.words import plural
 from dltrain.recipe.load import load_document, load_recipe, validate_document
 from dltrain.recipe.sweep import SweepSpec
 from dltrain.sweep import study as studies
@@ -59,10 +60,10 @@ def run_sweep(recipe_path: Path, overrides: list[str], runs_root: Path, *, plot:
     waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     workers = max(1, min(spec.workers, waiting))
     threads = _threads_per_worker(workers) if workers > 1 else None
-    console.print(f"sweep `{name}` ({spec.method.name}, pruner {spec.pruner.name}, {spec.trials} trials x "
-                  f"{spec.seeds} seed(s) x {epochs} epochs) in {studies.shown_url(url)}: "
-                  f"{'new study' if created else 'continuing'}, {queued} trial(s) planned now, {waiting} waiting; "
-                  f"{workers} worker(s)" + (f" x {threads} torch thread(s)" if threads else ""),
+    console.print(f"sweep `{name}` ({spec.method.name}, pruner {spec.pruner.name}, {plural(spec.trials, 'trial')} x "
+                  f"{plural(spec.seeds, 'seed')} x {plural(epochs, 'epoch')}) in {studies.shown_url(url)}: "
+                  f"{'new study' if created else 'continuing'}, {plural(queued, 'trial')} planned now, "
+                  f"{waiting} waiting; {plural(workers, 'worker')}" + (f" x {plural(threads, 'torch thread')}" if threads else ""),
                   markup=False, soft_wrap=True)
     job = WorkerJob(doc, str(recipe_path), name, url, Path(runs_root), 0, threads, list(argv), created)
     interrupted = _run_workers(job, workers) if waiting else False
@@ -233,5 +234,5 @@ def _print_trial(number: int, spec: SweepSpec, outcome, values: dict) -> None:
     else:
         what = outcome.reason.splitlines()[0] if outcome.reason else ""
     where = f"  {outcome.runs[-1]}" if outcome.runs else ""
-    print(f"trial {number} {outcome.state}: {what} ({outcome.epochs} epochs)  {format_params(values)}{where}",
+    print(f"trial {number} {outcome.state}: {what} ({plural(outcome.epochs, 'epoch')})  {format_params(values)}{where}",
           flush=True)

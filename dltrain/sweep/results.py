@@ -7,6 +7,7 @@ Files go to <runs-dir>/sweeps/<study>/: best.yaml, optimization_history.png, par
 from __future__ import annotations
 
 import json
+import shlex
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -14,8 +15,10 @@ from pathlib import Path
 from rich.table import Table
 
 from dltrain.core.status import Exit
+from dltrain.core.words import plural
 from dltrain.recipe.sweep import SweepSpec
 from dltrain.rundir.writer import atomic_write, write_text
+from dltrain.views.result import print_command
 
 SHOWN = 10  # best trials in the table
 
@@ -49,7 +52,8 @@ def report(console, study, spec: SweepSpec, doc: dict, *, runs_root: Path, plot:
     path = write_best_recipe(folder / "best.yaml", best, spec, doc, study.study_name, source)
     console.print(f"best: trial {best.number}, {spec.metric} {best.value:.4f}  "
                   f"{format_params(spec.decode(best.params))}", markup=False, soft_wrap=True)
-    console.print(f"best configuration: {path}  (dltrain run {path})", markup=False, soft_wrap=True)
+    console.print(f"best configuration: {path}", markup=False, soft_wrap=True)
+    print_command(console, "run it:", f"dltrain run {shlex.quote(str(path))}")
     _print_importances(console, study)
     if plot:
         for written in write_plots(study, folder, spec.metric):
@@ -82,13 +86,13 @@ def _print_counts(console, trials: list, spec: SweepSpec, epochs: int) -> None:
                      else t.state.name.lower() for t in trials)
     order = ("complete", "pruned", "fail", "interrupted", "running", "waiting")
     label = {"complete": "completed", "fail": "failed"}
-    console.print(f"{len(trials)} trials: " + ", ".join(f"{states[s]} {label.get(s, s)}" for s in order if states[s]),
+    console.print(f"{plural(len(trials), 'trial')}: " + ", ".join(f"{states[s]} {label.get(s, s)}" for s in order if states[s]),
                   markup=False, soft_wrap=True)
     ran = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
     used = sum(t.user_attrs.get("epochs", 0) for t in ran)
     budget = len(ran) * spec.seeds * epochs
     console.print(f"epochs trained: {used} of {budget} without pruning or early stopping "
-                  f"({len(ran)} trials x {spec.seeds} seed(s) x {epochs} epochs)", markup=False, soft_wrap=True)
+                  f"({plural(len(ran), 'trial')} x {plural(spec.seeds, 'seed')} x {plural(epochs, 'epoch')})", markup=False, soft_wrap=True)
     for trial in [t for t in ran if t.state == TrialState.FAIL and "error" in t.user_attrs][:5]:
         console.print(f"trial {trial.number} failed: {trial.user_attrs['error'].strip().splitlines()[0]}",
                       markup=False, style="red", soft_wrap=True)

@@ -15,6 +15,7 @@ import torch
 
 from dltrain.core.metrics import METRICS
 from dltrain.core.status import RunStatus
+from dltrain.core.words import plural
 from dltrain.train.events import FitState, StopTraining, fire
 from dltrain.train.metrics import MetricSums
 from dltrain.train.position import EpochProgress
@@ -209,7 +210,8 @@ def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState
         state.stop = stop
     finally:
         if state.stop is None and state.epoch >= state.epochs:
-            state.stop = StopTraining(RunStatus.COMPLETED, f"completed all {state.epochs} epochs")
+            state.stop = StopTraining(RunStatus.COMPLETED, f"completed all {plural(state.epochs, 'epoch')}"
+                                      if state.epochs != 1 else "completed 1 epoch")
         fire_end(state)
     return state
 

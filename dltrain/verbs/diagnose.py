@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dltrain.core.errors import UsageError
+from dltrain.core.words import plural
 from dltrain.diagnostics.probes import fixed_batch
 from dltrain.rundir import layout
 
@@ -28,8 +29,8 @@ def diagnose_recipe(path: Path, overrides: list[str]) -> Diagnosis:
     built = build(recipe)
     x, y = fixed_batch(built.loaders["train"])
     record = probe_pass(built.model, built.loss_fn, x, y, Probe(built.model)).to_host()
-    heading = (f"initialization check of {path} ({len(record['layers'])} layers, one forward/backward "
-               f"on {len(x)} training samples, loss {float(record['loss']):.4g})")
+    heading = (f"initialization check of {path} ({plural(len(record['layers']), 'layer')}, one forward/backward "
+               f"on {plural(len(x), 'training sample')}, loss {float(record['loss']):.4g})")
     return Diagnosis(str(path), [(heading, judge(record))], records=[record])
 
 
@@ -64,7 +65,7 @@ def _heading(record: dict) -> str:
     from dltrain.diagnostics.verdicts import when
     loss = record.get("loss")
     loss_text = f", loss {float(loss):.4g}" if loss is not None else ""
-    return f"{when(record)} ({len(record['layers'])} layers{loss_text})"
+    return f"{when(record)} ({plural(len(record['layers']), 'layer')}{loss_text})"
 
 
 def diagnose(target: Path, overrides: list[str], plot: Path | None, console) -> None:

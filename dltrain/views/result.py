@@ -25,6 +25,16 @@ def print_result(console, result) -> None:
     table.add_row("time", f"{summary['wall_time_s']:.1f}s")
     table.add_row("parameters", f"{summary['parameters']:,}")
     console.print(table)
-    console.print(result.reason)
-    console.print(f"run directory: {result.run.path}")
-    console.print(f"TensorBoard:   tensorboard --logdir {shlex.quote(str(result.run.path))}")
+    console.print(result.reason, markup=False)
+    console.print(f"run directory: {result.run.path}", markup=False, soft_wrap=True)
+    path = shlex.quote(str(result.run.path))
+    print_command(console, "TensorBoard:", f"tensorboard --logdir {path}")
+    if result.status == "interrupted":
+        print_command(console, "continue it:", f"dltrain resume {path}")
+
+
+def print_command(console, label: str, command: str) -> None:
+    """A command to copy: alone on its line, never folded (a long path runs past the terminal's edge
+    and the terminal wraps it, so a copy is still one line)."""
+    console.print(label, markup=False)
+    console.print(f"  {command}", markup=False, soft_wrap=True)
