@@ -160,7 +160,7 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
         summary = _summary(state, built, test, wall, status)
         run.write_summary(summary)
         # run.json keeps the way on for `dltrain show`; the CLI prints it on a line of its own (views/result.py)
-        hint = f"; continue it with: dltrain resume {run.path}" if status == "interrupted" else ""
+        hint = f"; continue it with: dltrain resume {run.path}" if status is RunStatus.INTERRUPTED else ""
         run.update_run_info(status=status, stop_reason=reason + hint, ended=_now(), wall_time_s=round(wall, 3),
                             error=error)
         if hparams is not None:

@@ -6,6 +6,7 @@ import shlex
 
 from rich.table import Table
 
+from dltrain.core.status import RunStatus
 from dltrain.views.runs import STATUS_STYLE
 
 
@@ -29,7 +30,7 @@ def print_result(console, result) -> None:
     console.print(f"run directory: {result.run.path}", markup=False, soft_wrap=True)
     path = shlex.quote(str(result.run.path))
     print_command(console, "TensorBoard:", f"tensorboard --logdir {path}")
-    if result.status == "interrupted":
+    if result.status is RunStatus.INTERRUPTED:
         print_command(console, "continue it:", f"dltrain resume {path}")
 
 
