@@ -182,6 +182,13 @@ def test_an_arm_that_diverged_on_every_seed_loses():
     assert result.verdict == CONFIRMED and "2 diverged" in result.reason
 
 
+def test_an_arm_left_with_one_finished_seed_loses_to_one_whose_every_seed_finished():
+    arms = {"a": arm("a", [0.2, 0.3, 0.25]), "b": arm("b", [0.9, None, None], ["completed", "diverged", "failed"])}
+    result = judge(claim(**BEATS), arms)
+    # b's one finished seed scores higher than a, but b lost two of three seeds: finishing counts first
+    assert result.verdict == CONFIRMED and "every run of `a` finished" in result.reason
+
+
 @pytest.mark.parametrize("values, verdict", [
     ([0.9, 1.1, 1.0], CONFIRMED),
     ([3.0, 4.0, 5.0], NOT_CONFIRMED),

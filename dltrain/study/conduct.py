@@ -5,6 +5,7 @@ TensorBoard read them like any batch. Each run's run.json carries `study: {name,
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import platform
 import time
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dltrain.core.errors import UsageError
-from dltrain.study.spec import Study, stamp
+from dltrain.study.spec import Study
 from dltrain.study.verdict import ArmResult, Verdict, judge
 
 
@@ -34,7 +35,7 @@ def conduct(study: Study, runs_root: Path, console, argv: list[str]) -> Outcome:
 
     runs_root = Path(runs_root)
     started, clock, load = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.monotonic(), machine_load()
-    batch = batch_name([], f"{study.name}-{stamp()}", runs_root)
+    batch = batch_name([], f"{study.name}-{dt.datetime.now():%Y%m%d-%H%M%S}", runs_root)
     prepared = {}
     for i, step in enumerate(study.spec.prepare):
         result = _train(study.recipe("prepare", i), runs_root, f"{batch}-prepare", study, step.name, argv)
@@ -85,8 +86,11 @@ def arm_runs(study: Study, batch: str, runs_root: Path) -> dict[str, list]:
 
 
 def measure_arm(name: str, runs: list, names: list[str]) -> ArmResult:
-    from dltrain.study.quantities import measure
-    return ArmResult(name, [r.status for r in runs], {q: [measure(r, q) for r in runs] for q in names})
+    """A run that did not finish keeps only what it measured at initialization: its last epoch is
+    not a final result (as in `dltrain compare`, which never pools such runs)."""
+    from dltrain.study.quantities import DEPTH_QUANTITIES, measure
+    return ArmResult(name, [r.status for r in runs],
+                     {q: [measure(r, q) if r.finished or q in DEPTH_QUANTITIES else None for r in runs] for q in names})
 
 
 def machine_load() -> str:

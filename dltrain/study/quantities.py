@@ -15,6 +15,7 @@ Collected quantities need more than the records:
 from __future__ import annotations
 
 import math
+
 from dltrain.core.metrics import default_mode
 from dltrain.rundir.reader import Run, finite
 

@@ -9,13 +9,12 @@ at its own line of the study file.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from dltrain.core.errors import Problem, RecipeError, did_you_mean
+from dltrain.core.errors import Problem, RecipeError, UsageError, did_you_mean
 from dltrain.core.registry import Spec
 from dltrain.core.types import PositiveInt, UnitInterval
 from dltrain.core.yamlio import read_yaml_file
@@ -211,7 +210,6 @@ def find(name_or_file: str, shipped: Path) -> Path:
     if candidate.is_file():
         return candidate
     names = sorted(p.stem for p in shipped.glob("*.yaml"))
-    from dltrain.core.errors import UsageError
     raise UsageError(f"no study named `{name_or_file}`{did_you_mean(name_or_file, names)} "
                      f"(shipped: {', '.join(names)}; or give a study file)")
 
@@ -329,7 +327,3 @@ def _fields_at(loc: tuple, raw: dict) -> list[str]:
         return list({"beats": Beats, "within": Within, "diverges": Diverges}[plain[1]].model_fields)
     model = models.get(plain)
     return list(model.model_fields) if model else []
-
-
-def stamp() -> str:
-    return f"{dt.datetime.now():%Y%m%d-%H%M%S}"

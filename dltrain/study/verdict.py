@@ -3,8 +3,9 @@
 - beats (A better than B on M): Welch's t-test over the seeds (scipy.stats.ttest_ind,
   equal_var=False, two-sided, the test `dltrain compare` uses). Confirmed when A's mean is better
   and p < alpha; not confirmed when B's is better and p < alpha; inconclusive otherwise (the
-  difference is within the seed spread, or too few finished seeds for a t-test). An arm whose
-  every run diverged loses to one that finished.
+  difference is within the seed spread, or too few finished seeds for a t-test). Only finished
+  runs' metrics count; an arm left with fewer than two because its runs diverged or failed loses
+  to one whose every run finished.
 - within (every seed of A measures M in [low, high]): confirmed when every seed is inside; not
   confirmed when the mean is outside; inconclusive when the mean is inside but a seed is not.
 - diverges (every seed of A diverges, or none): confirmed when all runs agree with the claim, not
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from dltrain.rundir.reader import FINISHED
 from dltrain.study import quantities
 
 CONFIRMED, NOT_CONFIRMED, INCONCLUSIVE = "confirmed", "not confirmed", "inconclusive"
@@ -46,6 +48,11 @@ class ArmResult:
     @property
     def diverged(self) -> int:
         return self.statuses.count("diverged")
+
+    @property
+    def unfinished(self) -> int:
+        """Runs that did not end as planned (diverged, failed, interrupted): their metrics are not counted."""
+        return sum(s not in FINISHED for s in self.statuses)
 
 
 @dataclass
@@ -85,10 +92,11 @@ def _beats(body, a: ArmResult, b: ArmResult) -> tuple:
     xs, ys = a.finite(body.metric), b.finite(body.metric)
     if not xs and not ys:
         return INCONCLUSIVE, f"no run of either arm measured {body.metric}", None
-    if not ys:
-        return CONFIRMED, f"every run of `{b.name}` failed to measure {body.metric} ({_ended(b)}); `{a.name}` did", None
-    if not xs:
-        return NOT_CONFIRMED, f"every run of `{a.name}` failed to measure {body.metric} ({_ended(a)}); `{b.name}` did", None
+    for winner, loser, verdict in ((a, b, CONFIRMED), (b, a, NOT_CONFIRMED)):
+        kept, lost = winner.finite(body.metric), loser.finite(body.metric)
+        if loser.unfinished and not winner.unfinished and len(lost) < 2 <= len(kept):
+            return verdict, (f"`{loser.name}` ended {_ended(loser)}, leaving {len(lost)} measured seed(s); "
+                             f"every run of `{winner.name}` finished"), None
     if len(xs) < 2 or len(ys) < 2:
         return INCONCLUSIVE, f"too few finished seeds for a t-test (n={len(xs)} and {len(ys)}; at least 2 each)", None
     sign = 1 if quantities.mode(body.metric) == "max" else -1
