@@ -143,6 +143,23 @@ def landscape(run_dir: Path = typer.Argument(..., metavar="RUN", help="a run dir
                    console=_console())
 
 
+@app.command()
+def study(target: Optional[str] = typer.Argument(None, metavar="NAME|FILE", help="a shipped study's name "
+                                                 "(see --list) or a study file"),
+          overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP + "; applied to every arm"),
+          quick: bool = typer.Option(False, "--quick", help="the reduced form: fewer seeds and epochs (stated in "
+                                     "the report)"),
+          seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="seeds per arm (default: the study's)"),
+          list_only: bool = typer.Option(False, "--list", help="list the shipped studies, one line each"),
+          runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run directories are created"),
+          reports_dir: Path = typer.Option(Path("studies-out"), "--reports-dir", help="where the study "
+                                           "directory (report.md, PNGs) is written")):
+    """Train a study's arms x seeds as one batch, test its claims and write report.md with a verdict."""
+    from dltrain.verbs.study import study as study_verb
+    raise typer.Exit(study_verb(target, overrides or [], quick=quick, seeds=seeds, list_only=list_only,
+                                runs_dir=runs_dir, reports_dir=reports_dir, console=_console()))
+
+
 def quiet_thread_waits() -> None:
     """Let torch's OpenMP threads sleep, not spin, between parallel regions, unless the user chose.
 
