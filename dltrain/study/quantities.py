@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import math
 
-from dltrain.core.metrics import default_mode
+from dltrain.core.metrics import DIRECTION, METRICS
+from dltrain.rundir import layout
 from dltrain.rundir.reader import Run, finite
 
 SPARSE_BELOW = 1e-3
 SHARPNESS_SPAN = 0.25  # in units of the weights' own (filter) norms
 SHARPNESS_DIRECTIONS = 4
 SHARPNESS_SAMPLES = 512
-BASE_METRICS = ("loss", "accuracy", "mae", "rmse")
+BASE_METRICS = METRICS
 METRIC_FORMS = ("test", "best_val", "final_val", "final_train")
 COLLECTED = {  # name -> which way is better, where that has a meaning
     "grad_ratio": "max", "act_std_ratio": "max", "sparsity": "max", "sharpness": "min",
@@ -38,7 +39,7 @@ def known() -> list[str]:
 
 def mode(name: str) -> str:
     """`max` when a larger value is better (accuracy, sparsity), else `min`."""
-    return COLLECTED.get(name) or OTHER.get(name) or default_mode(name)
+    return COLLECTED.get(name) or OTHER.get(name) or DIRECTION[base_metric(name)]
 
 
 def base_metric(name: str) -> str | None:
@@ -70,13 +71,13 @@ def measure(run: Run, name: str) -> float | None:
     if not series:
         return None
     if name.startswith("best_"):
-        return (max if default_mode(metric) == "max" else min)(series)
+        return (max if DIRECTION[metric] == "max" else min)(series)
     return series[-1]
 
 
 def init_probe(run: Run) -> dict | None:
     from dltrain.rundir.writer import read_jsonl
-    path = run.path / "diagnostics.jsonl"
+    path = run.path / layout.DIAGNOSTICS
     if not path.is_file():
         return None
     return next((r for r in read_jsonl(path) if r.get("kind") == "probe" and r.get("phase") == "init"), None)
@@ -100,7 +101,7 @@ def _depth_ratio(run: Run, name: str) -> float | None:
 
 def final_weights(run: Run) -> dict | None:
     from dltrain.rundir.writer import load_checkpoint
-    path = run.path / "checkpoints" / "last.pt"
+    path = run.checkpoints / layout.LAST
     if not path.is_file():
         return None
     return load_checkpoint(path, map_location="cpu")["learner"]["model"]
@@ -125,7 +126,7 @@ def _sharpness(run: Run) -> float | None:
     state = final_weights(run)
     if state is None:
         return None
-    built = build(load_recipe(run.path / "recipe.yaml").model_copy(update={"device": "cpu"}))
+    built = build(load_recipe(run.recipe_file).model_copy(update={"device": "cpu"}))
     built.model.load_state_dict(state)
     loader = built.loaders["train"]
     take = torch.randperm(loader.n, generator=torch.Generator().manual_seed(0))[:SHARPNESS_SAMPLES]

@@ -89,7 +89,7 @@ def markdown(outcome: Outcome, command: str, runs_root: Path, figures: list[str]
     for arm in spec.arms:
         runs = outcome.runs[arm.name]
         if runs:
-            lines.append(f"dltrain run {shlex.quote(str(runs[0].path / 'recipe.yaml'))} --seeds {study.seeds}"
+            lines.append(f"dltrain run {shlex.quote(str(runs[0].recipe_file))} --seeds {study.seeds}"
                          f"{_runs_dir(runs_root)}   # arm {arm.name} alone")
     lines += ["```", ""]
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from dltrain.rundir.reader import FINISHED
+from dltrain.core.status import RunStatus
 from dltrain.study import quantities
 
 CONFIRMED, NOT_CONFIRMED, INCONCLUSIVE = "confirmed", "not confirmed", "inconclusive"
@@ -47,12 +47,12 @@ class ArmResult:
 
     @property
     def diverged(self) -> int:
-        return self.statuses.count("diverged")
+        return sum(RunStatus.read(s) is RunStatus.DIVERGED for s in self.statuses)
 
     @property
     def unfinished(self) -> int:
         """Runs that did not end as planned (diverged, failed, interrupted): their metrics are not counted."""
-        return sum(s not in FINISHED for s in self.statuses)
+        return sum(not RunStatus.read(s).finished for s in self.statuses)
 
 
 @dataclass
