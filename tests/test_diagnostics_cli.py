@@ -127,6 +127,25 @@ def test_a_huge_learning_rate_ends_diverged_with_the_layer_named(cli, tmp_path):
     assert "exploding gradients: the total gradient norm grew" in diagnosis.out
 
 
+def test_divergence_advice_names_only_changes_the_recipe_has_not_made_and_why(cli, tmp_path):
+    he = {**HUGE_LR, "model": {**HUGE_LR["model"], "activation": "relu", "init": "he_normal"}, "clip": {"value": 1.0e30}}
+    result, run = train(cli, tmp_path, name="he", **he)
+    assert result.code == 3
+    tips = json.loads((run / "forensics.json").read_text())["suggestions"]
+    assert not any("model.init" in tip for tip in tips)  # he_normal is what ReLU wants: already made
+    assert any(tip.startswith("clip by norm instead") and "the run clipped each element to +-1e+30" in tip for tip in tips)
+
+    assert "add `model.norm: batch` (the run had no normalization layers)" in tips
+
+    plain = {**HUGE_LR, "model": {**HUGE_LR["model"], "activation": "relu", "init": {"name": "normal", "std": 1.0}}}
+    result, run = train(cli, tmp_path, name="plain", **plain)
+    assert result.code == 3
+    tips = json.loads((run / "forensics.json").read_text())["suggestions"]
+    assert any("`model.init: he_normal`" in tip and "the run used `normal` with `relu`" in tip for tip in tips)
+    assert "clip gradients: `clip: {norm: 1.0}` (the run did not clip)" in tips
+    assert not any("xavier" in tip for tip in tips)  # advice for another activation family
+
+
 def test_the_replay_follows_gradient_accumulation_micro_batch_by_micro_batch(cli, tmp_path):
     result, run = train(cli, tmp_path, **{**HUGE_LR, "train": {"epochs": 3, "grad_accumulation": 2}})
     assert result.code == 3

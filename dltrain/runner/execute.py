@@ -136,7 +136,7 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
         from dltrain.diagnostics.probes import fixed_batch
         from dltrain.features.diagnostics import Diagnostics
         callbacks.insert(0, Diagnostics(run, fixed_batch(built.loaders["train"]), recipe.log.diagnostics_every,
-                                        tensorboard=recipe.log.tensorboard))
+                                        tensorboard=recipe.log.tensorboard, model_facts=model_facts(recipe)))
     state = FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks,
                      checkpoint_every_steps=recipe.train.checkpoint_every_steps or 0)
     if resume is not None:
@@ -216,3 +216,11 @@ def _summary(state, built: Built, test: dict, wall: float, status: str) -> dict:
 
 def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def model_facts(recipe) -> dict:
+    """The model keys divergence advice takes into account; None where the architecture has no such key."""
+    def name(key: str) -> str | None:
+        spec = getattr(recipe.model, key, None)
+        return spec.name if spec is not None else None
+    return {"init": name("init"), "activation": name("activation"), "norm": getattr(recipe.model, "norm", None)}
