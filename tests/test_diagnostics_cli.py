@@ -203,3 +203,40 @@ def test_bad_input_is_refused_with_exit_code_2(cli, tmp_path):
     assert bad.code == 2
     assert "log.diagnostics_every" in bad.err and "did you mean `diagnostics`" in bad.err
     assert not (tmp_path / "runs").exists()
+
+
+def deep_mlp(tmp_path, name, blocks, **model):
+    doc = {"name": name, "seed": 0, "device": "cpu",
+           "data": {"name": "digits", "normalize": "standardize", "batch_size": 64},
+           "model": {"arch": "mlp", "hidden": [64] * blocks, "activation": "relu", **model}}
+    return write_recipe(tmp_path / f"{name}.yaml", doc)
+
+
+def test_a_residual_net_is_judged_by_the_gradient_reaching_its_stream_not_by_weight_gradient_ratios(cli, tmp_path):
+    # 30 residual blocks with N(0, 0.05^2) weights train to ~0.97 on digits: the head's weight gradient is
+    # 35x layer 1's only because the stream's norm grows 59 -> 4.3e3; the stream's gradient grows towards the input
+    recipe = deep_mlp(tmp_path, "residual", 30, init={"name": "normal", "std": 0.05}, residual=True)
+    result = cli("diagnose", recipe)
+    assert result.code == 0, result.err
+    assert "vanishing gradients" not in result.out and "exploding gradients" not in result.out
+    plain = cli("diagnose", deep_mlp(tmp_path, "plain", 30, init={"name": "normal", "std": 0.05}))
+    assert "vanishing" in plain.out  # the same weights without skips: the signal dies out
+
+
+def test_dead_residual_branches_are_named_as_branches_the_stream_still_carries_the_gradient(cli, tmp_path):
+    recipe = deep_mlp(tmp_path, "deadbranch", 8, init="he_normal", residual=True,
+                      bias_init={"name": "constant", "value": -100.0})
+    result = cli("diagnose", recipe)
+    assert "dead branches: 100% of block 1's ReLUs never fire" in result.out
+    assert "the skip connection still carries the signal past it; 7 more blocks above 25%" in result.out
+    assert "gradients" not in result.out  # every branch is dead, yet the gradient reaches the input
+
+
+def test_a_blow_up_equal_in_every_layer_is_exploding_gradients(cli, tmp_path):
+    # N(0, 1) weights in 10 ReLU layers: every layer's gradient is huge, so no layer-to-layer ratio shows it
+    recipe = deep_mlp(tmp_path, "normal", 9, init={"name": "normal", "std": 1.0})
+    result = cli("diagnose", recipe)
+    found = re.search(r"exploding gradients: the total gradient norm \((\S+)\) is (\S+) times the weights' norm", result.out)
+    assert found and float(found[1]) > 1e7 and float(found[2]) > 1e5
+    he = cli("diagnose", deep_mlp(tmp_path, "he", 9, init="he_normal"))
+    assert "exploding" not in he.out
