@@ -240,3 +240,21 @@ def test_a_blow_up_equal_in_every_layer_is_exploding_gradients(cli, tmp_path):
     assert found and float(found[1]) > 1e7 and float(found[2]) > 1e5
     he = cli("diagnose", deep_mlp(tmp_path, "he", 9, init="he_normal"))
     assert "exploding" not in he.out
+
+
+def test_train_eval_adds_eval_mode_training_metrics_and_changes_nothing_else(cli, tmp_path):
+    model = {"arch": "mlp", "hidden": [32], "dropout": 0.5}
+    _, plain = train(cli, tmp_path, name="plain", model=model, log={"tensorboard": False})
+    result, run = train(cli, tmp_path, name="evaluated", model=model, log={"tensorboard": False, "train_eval": True})
+    assert result.code == 0, result.err
+    read = lambda r: list(csv.DictReader((r / "metrics.csv").open()))  # noqa: E731
+    rows, before = read(run), read(plain)
+    assert "train_eval_loss" not in before[0]  # off by default
+    for row, old in zip(rows, before):  # training itself is bit-identical
+        assert all(row[k] == old[k] for k in old if k != "seconds")
+    # with dropout 0.5 the running mean in training mode is not the eval-mode loss on the same samples
+    assert all(row["train_eval_loss"] != row["train_loss"] for row in rows)
+    assert {"train_eval_loss", "train_eval_accuracy"} <= set(rows[0])
+    compared = cli("compare", str(run), str(plain), "--metric", "train_eval_loss", "--runs-dir", str(tmp_path / "runs"))
+    assert compared.code == 0, compared.err
+    assert f"{float(rows[-1]['train_eval_loss']):.4f}" in compared.out

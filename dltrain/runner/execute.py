@@ -122,6 +122,11 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
         earlier_wall = run.info.get("wall_time_s") or 0.0
 
     callbacks = [NonFiniteGuard()]
+    if recipe.log.train_eval:  # first: every later callback (metrics.csv, TensorBoard) sees its columns
+        from dltrain.data.loader import ArrayLoader
+        from dltrain.features.train_eval import TrainEval
+        train = built.loaders["train"]
+        callbacks.insert(0, TrainEval(ArrayLoader(train.x, train.y, max(train.batch_size, 1024), shuffle=False)))
     es = recipe.train.early_stopping
     if es is not None:
         callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best))
