@@ -247,8 +247,7 @@ def test_train_eval_adds_eval_mode_training_metrics_and_changes_nothing_else(cli
     _, plain = train(cli, tmp_path, name="plain", model=model, log={"tensorboard": False})
     result, run = train(cli, tmp_path, name="evaluated", model=model, log={"tensorboard": False, "train_eval": True})
     assert result.code == 0, result.err
-    read = lambda r: list(csv.DictReader((r / "metrics.csv").open()))  # noqa: E731
-    rows, before = read(run), read(plain)
+    rows, before = (list(csv.DictReader((r / "metrics.csv").open())) for r in (run, plain))
     assert "train_eval_loss" not in before[0]  # off by default
     for row, old in zip(rows, before):  # training itself is bit-identical
         assert all(row[k] == old[k] for k in old if k != "seconds")
