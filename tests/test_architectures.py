@@ -233,3 +233,31 @@ def test_architecture_that_does_not_fit_the_data_is_a_recipe_error(cli, tmp_path
     assert "model." in result.err and message in result.err
     assert "Traceback" not in result.err
     assert run_dirs(tmp_path / "runs") == []
+
+
+@pytest.mark.parametrize("arch, cell", [("rnn", "RNN"), ("lstm", "LSTM"), ("gru", "GRU")])
+def test_init_default_is_pytorchs_own_init_for_every_recurrent_parameter(arch, cell):
+    # the recurrent layers are built first, in order: the same seed must give torch's own modules bit for bit
+    features, hidden = 3, 8
+    torch.manual_seed(0)
+    model = make((5, features), 1, arch=arch, hidden_size=hidden, layers=2, init="default")
+    torch.manual_seed(0)
+    reference = [getattr(torch.nn, cell)(features, hidden, batch_first=True),
+                 getattr(torch.nn, cell)(hidden, hidden, batch_first=True)]
+    for ours, theirs in zip(model.layers, reference):
+        mine = dict(ours.named_parameters())
+        assert mine.keys() == dict(theirs.named_parameters()).keys()
+        for name, param in theirs.named_parameters():
+            assert torch.equal(mine[name], param), name
+    bound = 1 / math.sqrt(hidden)  # torch's reset_parameters: uniform(-1/sqrt(h), 1/sqrt(h)), biases too
+    assert all(p.abs().max() <= bound for p in model.layers.parameters())
+
+
+def test_init_default_beside_a_keras_style_key_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="`init: default` leaves every parameter .* `recurrent_init`"):
+        ARCHITECTURES.entry("lstm").model(arch="lstm", init="default", recurrent_init="orthogonal")
+    with pytest.raises(ValueError, match="`forget_bias` has nothing to change"):
+        ARCHITECTURES.entry("lstm").model(arch="lstm", init="default", forget_bias=1.0)
+    spelled_out = ARCHITECTURES.entry("lstm").model(arch="lstm", init="default", recurrent_init="default",
+                                                    bias_init="default", forget_bias=None)
+    assert spelled_out.init.name == "default"

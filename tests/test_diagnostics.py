@@ -304,3 +304,14 @@ def test_jsonl_reader_skips_a_line_cut_short(tmp_path):
     with open(tmp_path / "d.jsonl", "a") as handle:
         handle.write('{"a": 3, "b"')  # a kill in the middle of a write
     assert read_jsonl(tmp_path / "d.jsonl") == [{"a": 1}, {"a": 2}]
+
+
+def test_advice_leaves_out_what_the_run_already_does():
+    from dltrain.diagnostics.forensics import RunFacts, suggestions
+    first = {"kind": "activation", "step": 3}
+    tips = suggestions(first, RunFacts(lr=0.1, clip_norm=5.0, init="he_uniform", activation="gelu", norm="batch"))
+    assert tips == ["lower the learning rate: optimizer.lr=0.01 (it was 0.1)",
+                    "clip harder: `clip.norm` below 5 (the run clipped the gradient norm to 5)"]
+    tips = suggestions(first, RunFacts(lr=0.1, init="xavier_uniform", activation="selu", norm="none"))
+    assert "start from another initializer: `model.init: lecun_normal` (SELU self-normalizes only from variance " \
+           "1/fan_in; the run used `xavier_uniform` with `selu`)" in tips

@@ -127,6 +127,25 @@ def test_a_huge_learning_rate_ends_diverged_with_the_layer_named(cli, tmp_path):
     assert "exploding gradients: the total gradient norm grew" in diagnosis.out
 
 
+def test_divergence_advice_names_only_changes_the_recipe_has_not_made_and_why(cli, tmp_path):
+    he = {**HUGE_LR, "model": {**HUGE_LR["model"], "activation": "relu", "init": "he_normal"}, "clip": {"value": 1.0e30}}
+    result, run = train(cli, tmp_path, name="he", **he)
+    assert result.code == 3
+    tips = json.loads((run / "forensics.json").read_text())["suggestions"]
+    assert not any("model.init" in tip for tip in tips)  # he_normal is what ReLU wants: already made
+    assert any(tip.startswith("clip by norm instead") and "the run clipped each element to +-1e+30" in tip for tip in tips)
+
+    assert "add `model.norm: batch` (the run had no normalization layers)" in tips
+
+    plain = {**HUGE_LR, "model": {**HUGE_LR["model"], "activation": "relu", "init": {"name": "normal", "std": 1.0}}}
+    result, run = train(cli, tmp_path, name="plain", **plain)
+    assert result.code == 3
+    tips = json.loads((run / "forensics.json").read_text())["suggestions"]
+    assert any("`model.init: he_normal`" in tip and "the run used `normal` with `relu`" in tip for tip in tips)
+    assert "clip gradients: `clip: {norm: 1.0}` (the run did not clip)" in tips
+    assert not any("xavier" in tip for tip in tips)  # advice for another activation family
+
+
 def test_the_replay_follows_gradient_accumulation_micro_batch_by_micro_batch(cli, tmp_path):
     result, run = train(cli, tmp_path, **{**HUGE_LR, "train": {"epochs": 3, "grad_accumulation": 2}})
     assert result.code == 3
@@ -184,3 +203,57 @@ def test_bad_input_is_refused_with_exit_code_2(cli, tmp_path):
     assert bad.code == 2
     assert "log.diagnostics_every" in bad.err and "did you mean `diagnostics`" in bad.err
     assert not (tmp_path / "runs").exists()
+
+
+def deep_mlp(tmp_path, name, blocks, **model):
+    doc = {"name": name, "seed": 0, "device": "cpu",
+           "data": {"name": "digits", "normalize": "standardize", "batch_size": 64},
+           "model": {"arch": "mlp", "hidden": [64] * blocks, "activation": "relu", **model}}
+    return write_recipe(tmp_path / f"{name}.yaml", doc)
+
+
+def test_a_residual_net_is_judged_by_the_gradient_reaching_its_stream_not_by_weight_gradient_ratios(cli, tmp_path):
+    # 30 residual blocks with N(0, 0.05^2) weights train to ~0.97 on digits: the head's weight gradient is
+    # 35x layer 1's only because the stream's norm grows 59 -> 4.3e3; the stream's gradient grows towards the input
+    recipe = deep_mlp(tmp_path, "residual", 30, init={"name": "normal", "std": 0.05}, residual=True)
+    result = cli("diagnose", recipe)
+    assert result.code == 0, result.err
+    assert "vanishing gradients" not in result.out and "exploding gradients" not in result.out
+    plain = cli("diagnose", deep_mlp(tmp_path, "plain", 30, init={"name": "normal", "std": 0.05}))
+    assert "vanishing" in plain.out  # the same weights without skips: the signal dies out
+
+
+def test_dead_residual_branches_are_named_as_branches_the_stream_still_carries_the_gradient(cli, tmp_path):
+    recipe = deep_mlp(tmp_path, "deadbranch", 8, init="he_normal", residual=True,
+                      bias_init={"name": "constant", "value": -100.0})
+    result = cli("diagnose", recipe)
+    assert "dead branches: 100% of block 1's ReLUs never fire" in result.out
+    assert "the skip connection still carries the signal past it; 7 more blocks above 25%" in result.out
+    assert "gradients" not in result.out  # every branch is dead, yet the gradient reaches the input
+
+
+def test_a_blow_up_equal_in_every_layer_is_exploding_gradients(cli, tmp_path):
+    # N(0, 1) weights in 10 ReLU layers: every layer's gradient is huge, so no layer-to-layer ratio shows it
+    recipe = deep_mlp(tmp_path, "normal", 9, init={"name": "normal", "std": 1.0})
+    result = cli("diagnose", recipe)
+    found = re.search(r"exploding gradients: the total gradient norm \((\S+)\) is (\S+) times the weights' norm", result.out)
+    assert found and float(found[1]) > 1e7 and float(found[2]) > 1e5
+    he = cli("diagnose", deep_mlp(tmp_path, "he", 9, init="he_normal"))
+    assert "exploding" not in he.out
+
+
+def test_train_eval_adds_eval_mode_training_metrics_and_changes_nothing_else(cli, tmp_path):
+    model = {"arch": "mlp", "hidden": [32], "dropout": 0.5}
+    _, plain = train(cli, tmp_path, name="plain", model=model, log={"tensorboard": False})
+    result, run = train(cli, tmp_path, name="evaluated", model=model, log={"tensorboard": False, "train_eval": True})
+    assert result.code == 0, result.err
+    rows, before = (list(csv.DictReader((r / "metrics.csv").open())) for r in (run, plain))
+    assert "train_eval_loss" not in before[0]  # off by default
+    for row, old in zip(rows, before):  # training itself is bit-identical
+        assert all(row[k] == old[k] for k in old if k != "seconds")
+    # with dropout 0.5 the running mean in training mode is not the eval-mode loss on the same samples
+    assert all(row["train_eval_loss"] != row["train_loss"] for row in rows)
+    assert {"train_eval_loss", "train_eval_accuracy"} <= set(rows[0])
+    compared = cli("compare", str(run), str(plain), "--metric", "train_eval_loss", "--runs-dir", str(tmp_path / "runs"))
+    assert compared.code == 0, compared.err
+    assert f"{float(rows[-1]['train_eval_loss']):.4f}" in compared.out

@@ -15,10 +15,21 @@ EPOCH_METRICS = tuple(f"{split}_{metric}" for split in SPLITS for metric in METR
 MONITORABLE = sorted(EPOCH_METRICS)
 
 
+TRAIN_EVAL = "train_eval"  # with log.train_eval: the training split evaluated in eval mode each epoch
+PREFIXES = (TRAIN_EVAL, *SPLITS, "test")  # longest first: `train_eval_loss` is not `train_` + `eval_loss`
+
+
+def split_of(name: str) -> tuple[str | None, str]:
+    """`val_accuracy` -> ("val", "accuracy"), `train_eval_loss` -> ("train_eval", "loss"), `loss` -> (None, "loss")."""
+    for prefix in PREFIXES:
+        if name.startswith(prefix + "_") and len(name) > len(prefix) + 1:
+            return prefix, name[len(prefix) + 1:]
+    return None, name
+
+
 def base_metric(name: str) -> str:
     """`val_accuracy` -> `accuracy`; a name without a split prefix is returned as it is."""
-    split, _, base = name.partition("_")
-    return base if split in (*SPLITS, "test") and base else name
+    return split_of(name)[1]
 
 
 def default_mode(metric: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -258,8 +259,33 @@ def describe(first: dict) -> str:
     return WHAT[first["kind"]].format(**{k: ("?" if v is None else v) for k, v in first.items()})
 
 
-def suggestions(first: dict | None, lr: float, clipped: bool) -> list[str]:
-    """What usually helps, most likely first."""
+# The initializer each activation family wants, and the ones that already give it (He et al. 2015;
+# Glorot & Bengio 2010; Klambauer et al. 2017 for SELU).
+FITTING_INIT = [
+    ({"relu", "leaky_relu", "prelu", "elu", "gelu", "silu", "mish", "softplus"},
+     "he_normal", {"he_normal", "he_uniform"}, "variance 2/fan_in keeps ReLU-family activations at scale"),
+    ({"tanh", "sigmoid", "identity"}, "xavier_normal", {"xavier_normal", "xavier_uniform", "orthogonal"},
+     "variance 2/(fan_in+fan_out) keeps tanh/sigmoid units off their bounds"),
+    ({"selu"}, "lecun_normal", {"lecun_normal", "lecun_uniform"}, "SELU self-normalizes only from variance 1/fan_in"),
+]
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What advice needs to know about the run, as plain values (diagnostics never reads the recipe).
+    None: the architecture has no such key (a torchvision model has no `activation`)."""
+
+    lr: float
+    clip_norm: float | None = None  # `clip.norm`
+    clip_value: float | None = None  # `clip.value`
+    init: str | None = None  # `model.init`'s name
+    activation: str | None = None  # `model.activation`'s name
+    norm: str | None = None  # `model.norm`
+
+
+def suggestions(first: dict | None, facts: RunFacts) -> list[str]:
+    """What usually helps, most likely first: only changes the run has not already made, each
+    with the fact of the run that led to it."""
     kind = first["kind"] if first else None
     if kind == "input":
         return ["the data holds NaN or inf: check the dataset (and `data.normalize`), not the network"]
@@ -267,9 +293,28 @@ def suggestions(first: dict | None, lr: float, clipped: bool) -> list[str]:
     if kind == "loss":
         tips.append("the loss overflowed on finite outputs: check the targets and the loss (e.g. `bce` "
                     "expects logits, regression targets may need scaling)")
-    tips.append(f"lower the learning rate: optimizer.lr={lr / 10:.3g} (it was {lr:.3g})")
-    tips.append("clip gradients: `clip: {norm: 1.0}`" if not clipped else
-                "clip harder: a smaller `clip.norm`, or clip by value")
-    tips.append("start from another initializer: `model.init: he_normal` for ReLU-family activations, "
-                "`xavier_normal` for tanh/sigmoid; or add `model.norm: batch`")
+    tips.append(f"lower the learning rate: optimizer.lr={facts.lr / 10:.3g} (it was {facts.lr:.3g})")
+    if facts.clip_norm is not None:
+        tips.append(f"clip harder: `clip.norm` below {facts.clip_norm:g} (the run clipped the gradient norm to {facts.clip_norm:g})")
+    elif facts.clip_value is not None:
+        tips.append(f"clip by norm instead: `clip: {{norm: 1.0}}` (the run clipped each element to "
+                    f"+-{facts.clip_value:g}, which bounds no layer's total step)")
+    else:
+        tips.append("clip gradients: `clip: {norm: 1.0}` (the run did not clip)")
+    tips += _init_tips(facts)
+    return tips
+
+
+def _init_tips(facts: RunFacts) -> list[str]:
+    tips = []
+    fitting = next((f for f in FITTING_INIT if facts.activation in f[0]), None)
+    if facts.init is not None and fitting is not None:
+        _, best, fits, why = fitting
+        if facts.init not in fits:
+            tips.append(f"start from another initializer: `model.init: {best}` ({why}; the run used "
+                        f"`{facts.init}` with `{facts.activation}`)")
+    elif facts.init is not None and facts.activation is None:
+        tips.append(f"start from another initializer than the run's `model.init: {facts.init}`")
+    if facts.norm == "none":
+        tips.append("add `model.norm: batch` (the run had no normalization layers)")
     return tips

@@ -215,6 +215,15 @@ def is_layer(module: nn.Module) -> bool:
     return any(p.ndim >= 2 for p in module.parameters(recurse=False))
 
 
+def is_residual_block(module: nn.Module) -> bool:
+    """A module whose output adds its input back (a skip connection): dltrain's own blocks say so
+    with `adds_input = True`; torchvision's ResNet blocks are known by type."""
+    if getattr(module, "adds_input", False) is True:
+        return True
+    kind = type(module)
+    return kind.__module__ == "torchvision.models.resnet" and kind.__name__ in ("BasicBlock", "Bottleneck")
+
+
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -227,6 +236,7 @@ class Reading:
     kind: str  # "probe" (fixed batch: initialization, chosen epochs, end) or "step" (a training step)
     layers: list[dict]  # host-side facts: index, name, type, params
     activations: list[dict]  # index (layer it follows), name, type, kind
+    blocks: list[dict] = field(default_factory=list)  # residual blocks: index, name, first_layer
     values: list[tuple[str, int, str, torch.Tensor]] = field(default_factory=list)  # (section, i, key, 0-d)
     phase: str | None = None  # probes: "init", "epoch" or "end"
     loss: torch.Tensor | None = None  # probes: the loss on the fixed batch
@@ -238,6 +248,7 @@ class Reading:
         numbers = torch.stack([v.detach().reshape(()) for *_, v in values]).tolist() if values else []
         layers = [dict(row) for row in self.layers]
         activations = [dict(row) for row in self.activations]
+        blocks = [dict(row) for row in self.blocks]
         record: dict = {"kind": self.kind}
         if self.phase is not None:
             record["phase"] = self.phase
@@ -248,6 +259,8 @@ class Reading:
                 record["loss"] = _clean(number)
             elif section == "activations":
                 activations[i][key] = _clean(number)
+            elif section == "blocks":
+                blocks[i][key] = _clean(math.sqrt(number))  # kept as squares: sums over micro-batches
             elif key in NORMS:
                 squares[(i, key)] = squares.get((i, key), 0.0) + number * number
             else:
@@ -263,6 +276,8 @@ class Reading:
                 if key in layer:
                     layer[key] = _clean(layer[key])
         record.update(layers=layers, activations=activations)
+        if blocks:
+            record["blocks"] = blocks
         return record
 
 
@@ -282,10 +297,14 @@ class Probe:
         self.layer_modules = {name: m for name, m in model.named_modules() if is_layer(m)}
         self.activation_modules = {name: m for name, m in model.named_modules()
                                    if name and activation_probe(m) is not None and _is_activation(name, m)}
+        self.block_modules = {name: m for name, m in model.named_modules() if is_residual_block(m)}
         self.order: list[str] = []  # layers and activations in forward order (first armed forward)
         self.handles: list = []
         self.layer_stats: dict[str, dict[str, torch.Tensor]] = {}
         self.act_stats: dict[str, dict[str, torch.Tensor]] = {}
+        self.block_stats: dict[str, dict[str, torch.Tensor]] = {}  # block -> input_norm, input_grad_norm
+        self.branch_of: dict[str, str] = {}  # activation -> the residual block whose branch it is on
+        self._outputs: dict[str, torch.Tensor] = {}  # activation outputs of this pass (only with blocks)
         self.grad_norms: dict[str, dict[str, torch.Tensor]] = {}  # layer -> parameter -> gradient norm
         self.before_step: dict[torch.nn.Parameter, torch.Tensor] = {}  # parameter -> copy before the step
         self.keep: bool = False  # keep activations and gradients (for histograms)
@@ -304,6 +323,7 @@ class Probe:
             return
         self.armed, self.keep = True, keep
         self.layer_stats, self.act_stats, self.grad_norms, self.before_step = {}, {}, {}, {}
+        self.block_stats, self.branch_of, self._outputs = {}, {}, {}
         self.kept_activations, self.kept_gradients = {}, {}
         seen: list[str] = []  # modules in the order they run: the first armed pass fixes `order`
         last_conv = [False]
@@ -315,12 +335,15 @@ class Probe:
                     self.handles.append(param.register_post_accumulate_grad_hook(self._grad_hook(name, pname)))
         for name, module in self.activation_modules.items():
             self.handles.append(module.register_forward_hook(self._activation_hook(name, seen, last_conv)))
+        for name, module in self.block_modules.items():
+            self.handles.append(module.register_forward_pre_hook(self._block_hook(name, seen)))
+            self.handles.append(module.register_forward_hook(self._block_output_hook(name)))
         self._seen = seen
 
     def disarm(self) -> None:
         for handle in self.handles:
             handle.remove()
-        self.handles = []
+        self.handles, self._outputs = [], {}
         if not self.order and self._seen:
             self.order = list(dict.fromkeys(self._seen))
         self.armed = False
@@ -342,9 +365,39 @@ class Probe:
             seen.append(name)
             if isinstance(output, torch.Tensor):
                 self.act_stats[name] = stats(output, last_conv[0])  # the last micro-batch wins
+                if self.block_modules:
+                    self._outputs[name] = output
                 if self.keep:
                     self.kept_activations[name] = output.detach()
         return hook
+
+    def _block_hook(self, name: str, seen: list):
+        """The residual stream where it enters a block: its norm, and the norm of the gradient that
+        reaches it (the backward signal of a skip-connected net flows along the stream)."""
+        def hook(module, args):
+            seen.append(name)
+            x = args[0] if args else None
+            if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+                return
+            stats = self.block_stats[name] = {"input_norm": square_sum(x)}
+            if x.requires_grad:
+                def on_grad(grad):
+                    stats["input_grad_norm"] = square_sum(self._unscaled(grad))
+                x.register_hook(on_grad)
+        return hook
+
+    def _block_output_hook(self, name: str):
+        """An activation inside a block is on its branch unless its output is the block's output
+        (ResNet's ReLU after the addition acts on the stream itself)."""
+        def hook(module, args, output):
+            for act in self.activation_modules:
+                if act.startswith(name + ".") and self._outputs.get(act) is not output:
+                    self.branch_of[act] = name
+        return hook
+
+    def _unscaled(self, grad: torch.Tensor) -> torch.Tensor:
+        scale = self.grad_scale()
+        return grad if scale is None else grad / scale
 
     def _grad_hook(self, layer: str, pname: str):
         def hook(param):
@@ -423,8 +476,18 @@ class Probe:
             activations.append({"index": follows, "name": name, "type": type(module).__name__, "kind": probed_as})
             for key, value in self.act_stats.get(name, {}).items():
                 values.append(("activations", j, key, value))
+        blocks = []
+        for name in [n for n in self.order if n in self.block_modules]:
+            inside = [layer_index[n] for n in names if n.startswith(name + ".")]
+            blocks.append({"index": len(blocks) + 1, "name": name, "first_layer": min(inside) if inside else None})
+            for key, value in self.block_stats.get(name, {}).items():
+                values.append(("blocks", len(blocks) - 1, key, value))
+        block_index = {row["name"]: row["index"] for row in blocks}
+        for row in activations:
+            if row["name"] in self.branch_of:
+                row["branch_of"] = block_index[self.branch_of[row["name"]]]
         self.before_step = {}
-        return Reading(step, epoch, kind, layers, activations, values)
+        return Reading(step, epoch, kind, layers, activations, values=values, blocks=blocks)
 
 
 def probe_pass(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, probe: Probe, *, step: int = 0,
@@ -441,6 +504,8 @@ def probe_pass(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, prob
     model.train()
     for p in model.parameters():
         p.grad = None
+    if x.is_floating_point():  # a leaf that wants its gradient: the first residual block's input is the data
+        x = x.detach().requires_grad_(True)
     probe.arm(keep=keep)
     try:
         with autocast() if autocast is not None else contextlib.nullcontext():

@@ -21,7 +21,7 @@ import time
 import torch
 
 from dltrain.core.status import RunStatus
-from dltrain.diagnostics.forensics import FlightRecorder, describe, replay, suggestions
+from dltrain.diagnostics.forensics import FlightRecorder, RunFacts, describe, replay, suggestions
 from dltrain.diagnostics.probes import Probe, Reading, probe_pass
 from dltrain.features.tensorboard import TensorBoard
 from dltrain.rundir import layout
@@ -58,13 +58,16 @@ def summary_scalars(record: dict) -> dict[str, float]:
 class Diagnostics(Callback):
     """Statistics at initialization, every `every` steps and at probe epochs; forensics on divergence.
 
-    `sample` is a fixed training batch (x, y) for the probe passes. Put this callback before the
-    NonFiniteGuard: its StopTraining, which names the layer, is then the one the run reports.
+    `sample` is a fixed training batch (x, y) for the probe passes. `model_facts` are the recipe's
+    `init`, `activation` and `norm` names (RunFacts fields), for advice after a divergence. Put this
+    callback before the NonFiniteGuard: its StopTraining, which names the layer, is then the one
+    the run reports.
     """
 
     def __init__(self, run: RunDir, sample: tuple[torch.Tensor, torch.Tensor], every: int,
-                 tensorboard: bool = True):
+                 tensorboard: bool = True, model_facts: dict | None = None):
         self.run, self.sample, self.every, self.tensorboard = run, sample, every, tensorboard
+        self.model_facts = model_facts or {}
         self.state: FitState | None = None
         self.probe: Probe | None = None
         self.recorder = FlightRecorder()
@@ -230,6 +233,11 @@ class Diagnostics(Callback):
 
     # -- divergence ------------------------------------------------------------------------------
 
+    def _facts(self, learner) -> RunFacts:
+        clip = learner.clip
+        return RunFacts(lr=learner.optimizer.param_groups[0]["lr"], clip_norm=clip.norm if clip else None,
+                        clip_value=clip.value if clip else None, **self.model_facts)
+
     def _diverged(self, state: FitState, step: int, value: float) -> None:
         """Replay the failing steps, write forensics.json, and stop naming the layer."""
         learner = state.learner
@@ -252,7 +260,7 @@ class Diagnostics(Callback):
             "reproduced": bool(found and found["reproduced"]),
             "replayed_from_step": found["replayed_from_step"] if found else None,
             "grad_norm_history": {"recorded": self.grad_history, "replayed": found["replayed"] if found else []},
-            "suggestions": suggestions(first, learner.optimizer.param_groups[0]["lr"], learner.clip is not None),
+            "suggestions": suggestions(first, self._facts(learner)),
         }
         write_json(self.run.path / layout.FORENSICS, report)
         self._write(sync=True)

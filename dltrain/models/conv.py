@@ -123,6 +123,8 @@ def resnet(input_shape, outputs, /, *, depth: Annotated[int, Field(ge=4, le=110)
     class Block(nn.Module):
         """conv-norm-act-conv-norm, plus the input (a strided 1x1 projection where the shape changes)."""
 
+        adds_input = True  # read by the diagnostics: the stream's gradient enters here
+
         def __init__(self, c_in: int, c_out: int, stride: int):
             super().__init__()
             self.conv1, self.norm1 = conv3(c_in, c_out, stride), maybe_norm(c_out)

@@ -40,6 +40,7 @@ def mlp(input_shape, outputs, /, *, hidden: list[PositiveInt] = [256, 128],
 
         def __init__(self, fan_in: int, width: int, rate: float):
             super().__init__()
+            self.adds_input = residual  # read by the diagnostics: the stream's gradient enters here
             self.linear = nn.Linear(fan_in, width)
             norm_module = norm_layer(norm, width)
             self.norm_before = norm_module if norm_position == "before_activation" else None

@@ -21,8 +21,19 @@ Output = Literal["last", "sequence"]
 Layers = Annotated[int, Field(ge=1, le=16)]
 
 
+# Keys that shape the Keras-style scheme; `init: default` leaves the whole network as torch built it.
+KERAS_STYLE = {"recurrent_init": lambda v: v.name == "default", "bias_init": lambda v: v.name == "default",
+               "forget_bias": lambda v: v is None}
+
+
 def _check(spec) -> None:
     check_bias_init(spec)
+    if spec.init.name == "default":
+        clash = [key for key, is_default in KERAS_STYLE.items()
+                 if key in spec.model_fields_set and not is_default(getattr(spec, key))]
+        if clash:
+            raise ValueError(f"`init: default` leaves every parameter as PyTorch initializes it, so `{clash[0]}` "
+                             f"has nothing to change; remove it, or choose an `init` (e.g. xavier_uniform)")
     if spec.layers == 1 and spec.dropout > 0:
         raise KeysError(("dropout", "layers"), "dropout acts between stacked layers, and layers is 1; set layers >= 2 or dropout: 0")
     if spec.layers == 1 and spec.residual:
@@ -64,6 +75,8 @@ def build_recurrent(kind: str, input_shape, outputs: int, *, hidden_size: int, l
             return self.head(last)  # (B, outputs)
 
     model = Recurrent()
+    if init.name == "default":  # PyTorch's reset_parameters, for every weight and bias
+        return model
     init_weights(model, init, bias_init, recurrent_init)
     if forget_bias is not None:
         with torch.no_grad():
@@ -100,7 +113,7 @@ def _register(kind: str, title: str, own=None) -> None:
     factory.__name__ = kind
     ARCHITECTURES.register(kind, accepts=("sequence",), check=_check, description=(
         f"{title}: `hidden_size`, `layers`, `bidirectional`, `output` last|sequence, `residual` across layers, "
-        "`dropout` between layers"))(factory)
+        "`dropout` between layers; Keras-style init unless `init: default` (PyTorch's own, for every parameter)"))(factory)
 
 
 _register("rnn", "Elman RNN", _rnn_own)

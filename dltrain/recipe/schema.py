@@ -70,6 +70,7 @@ class LogSpec(Spec):
     histograms: bool = False  # weight and gradient histograms each epoch
     diagnostics: bool = True  # per-layer health statistics and non-finite forensics (docs/diagnostics.md)
     diagnostics_every: PositiveInt = 100  # optimizer steps between per-layer statistics
+    train_eval: bool = False  # also evaluate the training split in eval mode each epoch: train_eval_* columns
 
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

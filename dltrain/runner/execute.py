@@ -124,6 +124,11 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
         earlier_wall = run.info.get("wall_time_s") or 0.0
 
     callbacks = [NonFiniteGuard()]
+    if recipe.log.train_eval:  # first: every later callback (metrics.csv, TensorBoard) sees its columns
+        from dltrain.data.loader import ArrayLoader
+        from dltrain.features.train_eval import TrainEval
+        train = built.loaders["train"]
+        callbacks.insert(0, TrainEval(ArrayLoader(train.x, train.y, max(train.batch_size, 1024), shuffle=False)))
     es = recipe.train.early_stopping
     if es is not None:
         callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best))
@@ -138,7 +143,7 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
         from dltrain.diagnostics.probes import fixed_batch
         from dltrain.features.diagnostics import Diagnostics
         callbacks.insert(0, Diagnostics(run, fixed_batch(built.loaders["train"]), recipe.log.diagnostics_every,
-                                        tensorboard=recipe.log.tensorboard))
+                                        tensorboard=recipe.log.tensorboard, model_facts=model_facts(recipe)))
     state = FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks,
                      checkpoint_every_steps=recipe.train.checkpoint_every_steps or 0)
     if resume is not None:
@@ -220,3 +225,11 @@ def _summary(state, built: Built, test: dict, wall: float, status: RunStatus) ->
 
 def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def model_facts(recipe) -> dict:
+    """The model keys divergence advice takes into account; None where the architecture has no such key."""
+    def name(key: str) -> str | None:
+        spec = getattr(recipe.model, key, None)
+        return spec.name if spec is not None else None
+    return {"init": name("init"), "activation": name("activation"), "norm": getattr(recipe.model, "norm", None)}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dltrain.core.errors import UsageError, did_you_mean
-from dltrain.core.metrics import METRICS, base_metric, default_mode
+from dltrain.core.metrics import METRICS, TRAIN_EVAL, base_metric, default_mode, split_of
 from dltrain.rundir.reader import Run, finite, flatten
 
 GROUPING_KEY = "seed"  # runs that differ only here are repeats of one configuration
@@ -144,9 +144,13 @@ def run_values(run: Run, metric: str, split: str, mode: str) -> dict[str, float 
 def build(runs: list[Run], *, title: str, metric: str | None = None, sort: str | None = None) -> Comparison:
     if not runs:
         raise UsageError("no runs to compare")
+    asked = split_of(metric)[0] if metric else None
     metric = choose_metric(runs, metric)
     mode = default_mode(metric)
-    split = "val" if any(f"val_{metric}" in row for r in runs for row in r.history[:1]) else "train"
+    if asked == TRAIN_EVAL:  # the eval-mode pass over the training split (log.train_eval) is asked by name
+        split = TRAIN_EVAL
+    else:
+        split = "val" if any(f"val_{metric}" in row for r in runs for row in r.history[:1]) else "train"
     keys = differing_keys(runs)
     sort = sort or "best"
     if sort not in SORTABLE and sort not in keys:
