@@ -81,11 +81,13 @@ def compare(runs: Optional[List[str]] = typer.Argument(None, help="run directori
             sort: Optional[str] = typer.Option(None, "--sort", help="best, final, test, epochs, time, params, or a "
                                                                     "differing recipe key (default: best)"),
             output_format: str = typer.Option("table", "--format", help="table, markdown, csv or json"),
-            plot: Optional[Path] = typer.Option(None, "--plot", help="write learning curves to this PNG file")):
+            plot: Optional[Path] = typer.Option(None, "--plot", help="write learning curves to this PNG file"),
+            log_y: str = typer.Option("auto", "--log-y", help="--plot's loss axes: auto (log once they span a "
+                                                               "decade), on or off")):
     """Runs side by side: differing recipe keys, then metrics; seed repeats as mean ± std, Welch's t-test vs the best."""
     from dltrain.verbs.compare import compare as compare_verb
     compare_verb(runs or [], runs_dir, metric=metric, sort=sort, output_format=output_format, plot=plot,
-                 console=_console())
+                 log_y=log_y, console=_console())
 
 
 @app.command()
