@@ -346,7 +346,7 @@ def test_a_batch_goes_on_after_a_failed_run_and_stops_at_an_interrupt(monkeypatc
         monkeypatch.setattr(dltrain.runner.execute, "execute", fake_execute)
         monkeypatch.setattr(dltrain.views.result, "print_result", lambda console, result: None)
         monkeypatch.setattr(dltrain.runner.batch, "print_batch", lambda console, name, root: None)
-        recipes = [SimpleNamespace(name="r", seed=s) for s in range(len(codes))]
+        recipes = [SimpleNamespace(name="r", seed=s, log=SimpleNamespace(progress="epochs")) for s in range(len(codes))]
         code = dltrain.runner.batch.run_batch(recipes, tmp_path, "b", Console(file=io.StringIO()), [])
         return code, started
 

@@ -79,6 +79,7 @@ class LogSpec(Spec):
     histograms: bool = False  # weight and gradient histograms each epoch
     diagnostics: bool = True  # per-layer health statistics and non-finite forensics (docs/diagnostics.md)
     diagnostics_every: PositiveInt = 100  # optimizer steps between per-layer statistics
+    progress: Literal["bar", "epochs", "none"] = "bar"  # while training: live line + epoch lines, epoch lines, nothing
 
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

@@ -19,6 +19,7 @@ def run(arguments: list[str], runs_dir: Path, seeds: int, batch: str | None, con
     from dltrain.runner.execute import execute
     from dltrain.views.result import print_result
 
-    result = execute(load_recipe(recipes[0], overrides), runs_dir, reporter=reporter_for(console), argv=sys.argv)
+    recipe = load_recipe(recipes[0], overrides)
+    result = execute(recipe, runs_dir, reporter=reporter_for(console, recipe), argv=sys.argv)
     print_result(console, result)
     return result.exit_code
