@@ -136,12 +136,14 @@ def landscape(run_dir: Path = typer.Argument(..., metavar="RUN", help="a run dir
                                          "the (filter-normalized) weights"),
               samples: int = typer.Option(512, "--samples", min=1, help="training samples the loss is measured on"),
               seed: int = typer.Option(0, "--seed", help="seeds the directions and the sample"),
-              checkpoint: str = typer.Option("last", "--checkpoint", help="last or best")):
+              checkpoint: str = typer.Option("last", "--checkpoint", help="last or best"),
+              out: Optional[Path] = typer.Option(None, "--out", help="write the picture to this PNG file "
+                                                 "(default: landscape.png in the run directory)")):
     """Loss along 1-D and 2-D random filter-normalized directions around a run's weights (Li et al. 2018);
-    writes landscape.png and landscape.json into the run directory."""
+    writes landscape.json into the run directory and the picture to --out (default: RUN/landscape.png)."""
     from dltrain.verbs.landscape import landscape_verb
     landscape_verb(run_dir, points=points, span=span, samples=samples, seed=seed, checkpoint=checkpoint,
-                   console=_console())
+                   console=_console(), out=out)
 
 
 def quiet_thread_waits() -> None:
