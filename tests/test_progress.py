@@ -8,7 +8,9 @@ from conftest import REPO, run_in_terminal, run_subprocess, tiny_recipe, write_r
 
 
 def test_the_live_line_keeps_epoch_metric_loss_eta_and_bar_in_that_order_at_80_columns(tmp_path):
-    recipe = write_recipe(tmp_path / "r.yaml", tiny_recipe(train={"epochs": 3}, log={"every_steps": 1}))
+    # epochs long enough (~190 steps) for the live line's 10 Hz refresh to show each of them
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_recipe(train={"epochs": 3}, log={"every_steps": 1},
+                                                           data={"name": "moons", "n_samples": 4000, "batch_size": 16}))
     screen = run_in_terminal("run", recipe, cwd=tmp_path, columns=80)
     frames = re.findall(r"epoch [23]/3  val_loss \d\.\d{4}  loss \d\.\d{4} ETA \d:\d\d:\d\d [━╸╺ ]+", screen)
     assert frames, screen
