@@ -82,11 +82,13 @@ def compare(runs: Optional[List[str]] = typer.Argument(None, help="run directori
             sort: Optional[str] = typer.Option(None, "--sort", help="best, final, test, epochs, time, params, or a "
                                                                     "differing recipe key (default: best)"),
             output_format: str = typer.Option("table", "--format", help="table, markdown, csv or json"),
-            plot: Optional[Path] = typer.Option(None, "--plot", help="write learning curves to this PNG file")):
+            plot: Optional[Path] = typer.Option(None, "--plot", help="write learning curves to this PNG file"),
+            log_y: str = typer.Option("auto", "--log-y", help="--plot's loss axes: auto (log once they span a "
+                                                               "decade), on or off")):
     """Runs side by side: differing recipe keys, then metrics; seed repeats as mean ± std, Welch's t-test vs the best."""
     from dltrain.verbs.compare import compare as compare_verb
     compare_verb(runs or [], runs_dir, metric=metric, sort=sort, output_format=output_format, plot=plot,
-                 console=_console())
+                 log_y=log_y, console=_console())
 
 
 @app.command()
@@ -135,12 +137,14 @@ def landscape(run_dir: Path = typer.Argument(..., metavar="RUN", help="a run dir
                                          "the (filter-normalized) weights"),
               samples: int = typer.Option(512, "--samples", min=1, help="training samples the loss is measured on"),
               seed: int = typer.Option(0, "--seed", help="seeds the directions and the sample"),
-              checkpoint: str = typer.Option("last", "--checkpoint", help="last or best")):
+              checkpoint: str = typer.Option("last", "--checkpoint", help="last or best"),
+              out: Optional[Path] = typer.Option(None, "--out", help="write the picture to this PNG file "
+                                                 "(default: landscape.png in the run directory)")):
     """Loss along 1-D and 2-D random filter-normalized directions around a run's weights (Li et al. 2018);
-    writes landscape.png and landscape.json into the run directory."""
+    writes landscape.json into the run directory and the picture to --out (default: RUN/landscape.png)."""
     from dltrain.verbs.landscape import landscape_verb
     landscape_verb(run_dir, points=points, span=span, samples=samples, seed=seed, checkpoint=checkpoint,
-                   console=_console())
+                   console=_console(), out=out)
 
 
 @app.command()

@@ -76,3 +76,36 @@ def run_subprocess(*args: str, cwd: Path, timeout: float = 300, **kwargs) -> sub
 
 def run_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+def run_in_terminal(*args: str, cwd: Path, columns: int, timeout: float = 120) -> str:
+    """The real entry point on a pseudo-terminal `columns` wide; its screen text, ANSI codes removed."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": str(columns), "TERM": "xterm-256color"}
+    proc = subprocess.Popen([sys.executable, "-m", "dltrain", *map(str, args)], cwd=cwd, env=env,
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    proc.wait(timeout=timeout)
+    text = b"".join(chunks).decode("utf-8", errors="replace")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", text).replace("\r", "")
+
+
+def widest(text: str) -> int:
+    from rich.cells import cell_len
+    return max(cell_len(line.rstrip()) for line in text.splitlines())

@@ -129,7 +129,7 @@ def test_table_names_the_test_and_marks_unfinished_runs(batch):
     root = batch[0]
     code, out, err = call("compare", cwd=root)
     assert code == 0, err
-    assert "Welch's t-test (scipy.stats.ttest_ind, equal_var=False" in out
+    assert "Welch's t-test (scipy.stats.ttest_ind_from_stats, equal_var=False" in out
     assert "diverged: non-finite loss (nan) at epoch 1" in out
     assert out.count("1 ✗") == 2 and "never pooled" in out
 
@@ -346,7 +346,7 @@ def test_a_batch_goes_on_after_a_failed_run_and_stops_at_an_interrupt(monkeypatc
         monkeypatch.setattr(dltrain.runner.execute, "execute", fake_execute)
         monkeypatch.setattr(dltrain.views.result, "print_result", lambda console, result: None)
         monkeypatch.setattr(dltrain.runner.batch, "print_batch", lambda console, name, root: None)
-        recipes = [SimpleNamespace(name="r", seed=s) for s in range(len(codes))]
+        recipes = [SimpleNamespace(name="r", seed=s, log=SimpleNamespace(progress="epochs")) for s in range(len(codes))]
         code = dltrain.runner.batch.run_batch(recipes, tmp_path, "b", Console(file=io.StringIO()), [])
         return code, started
 
@@ -369,3 +369,128 @@ def test_a_sweep_is_compared_by_default_as_a_batch_named_after_its_study(tmp_pat
     assert {r.batch for r in all_runs(root)} == {"b1", "study"}
     name, runs = latest_batch(root)
     assert name == "study" and sorted(r.path.name for r in runs) == ["t0", "t1"]
+
+
+# ---------------------------------------------------------------------------------------------
+# what a person reads: labels, pictures and tables of many runs (issue 14)
+
+
+def two_inits(root: Path) -> None:
+    """he_normal at lr 0.001 vs xavier_normal at lr 0.1 (2 seeds each) and an sgd run that diverges."""
+    base = tiny_recipe(model={"arch": "mlp", "hidden": [16], "init": "he_normal"})
+    write_recipe(root / "he.yaml", base)
+    write_recipe(root / "xavier.yaml", {**base, "model": {**base["model"], "init": "xavier_normal"},
+                                        "optimizer": {"name": "adam", "lr": 0.1}})
+    write_recipe(root / "wild.yaml", {**base, "optimizer": {"name": "sgd", "lr": 1.0e30}})
+
+
+@pytest.fixture(scope="module")
+def inits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inits")
+    two_inits(root)
+    code, out, err = call("run", "he.yaml", "xavier.yaml", "--seeds", "2", "--batch", "inits", cwd=root)
+    assert code == 0, err
+    code, out, err = call("run", "wild.yaml", "--batch", "wild", cwd=root)
+    assert code == 3, err
+    return root
+
+
+def test_labels_name_only_the_keys_somebody_varied_at_their_leaf(inits):
+    from dltrain.rundir.reader import select
+    from dltrain.views.compare import build, config_label
+    from dltrain.views.curves import label
+    runs = select(["inits", "wild"], inits / "runs")
+    c = build(runs, title="t")
+    # init's own parameters (mode, gain, ...) and adam's (betas, eps, ...) differ only because the
+    # component was swapped: they are not keys anybody varied
+    assert c.keys == ["model.init", "optimizer", "optimizer.lr"]
+    labels = sorted(label(c, row) for row in c.rows)
+    assert labels == ["init=he_normal, optimizer=adam, lr=0.01 (n=2)", "init=he_normal, optimizer=sgd, lr=1e+30 (diverged)",
+                      "init=xavier_normal, optimizer=adam, lr=0.1 (n=2)"]
+    assert all(len(config_label(c, row)) < 60 for row in c.rows)
+
+
+def test_short_values_and_names():
+    from dltrain.views.compare import short_names, short_value
+    assert short_value(0.0031622776601683794) == "0.00316" and short_value(0.1) == "0.1"
+    assert short_value([0.9, 0.9990000000000001]) == "[0.9, 0.999]" and short_value(None) == "null"
+    assert short_names(["model.init", "optimizer.lr", "model.init.mode", "schedule.mode"]) == {
+        "model.init": "init", "optimizer.lr": "lr", "model.init.mode": "init.mode", "schedule.mode": "schedule.mode"}
+
+
+def drawn(fig):
+    """Laid out and drawn as savefig does (constrained layout places the legend at draw time)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def test_plot_keeps_the_panels_big_draws_log_losses_and_marks_the_diverged_run(inits):
+    from dltrain.rundir.reader import select
+    from dltrain.views.compare import build
+    from dltrain.views.curves import curves_figure
+    runs = select(["inits", "wild"], inits / "runs")
+    fig = drawn(curves_figure(build(runs, title="inits wild")))
+    axes = fig.axes
+    assert [ax.get_ylabel().split(" (")[0] for ax in axes] == ["val_loss", "train_loss"]
+    assert all(ax.get_xlabel() == "epoch" for ax in axes)
+    assert "val_loss by init, optimizer, lr" in fig._suptitle.get_text()
+    # the legend is under the panels, not on them, and the panels keep at least half the figure
+    legend = fig.legends[0].get_window_extent()
+    for ax in axes:
+        box = ax.get_tightbbox()  # with its tick labels and axis label
+        assert legend.y1 <= box.y0 and ax.get_window_extent().height >= 0.5 * fig.bbox.height
+    # the diverged run finished no epoch: an x on each panel's top edge at epoch 1
+    crosses = [line for ax in axes for line in ax.lines if line.get_marker() == "x"]
+    assert len(crosses) == 2 and all(list(line.get_xdata()) == [1] for line in crosses)
+    off = curves_figure(build(runs, title="t"), log_y="off")
+    assert {ax.get_yscale() for ax in off.axes} == {"linear"}
+
+
+def test_twelve_groups_keep_the_panels_at_least_half_the_figure(cli, tmp_path):
+    from dltrain.rundir.reader import all_runs
+    from dltrain.views.compare import build
+    from dltrain.views.curves import curves_figure
+    for i in range(12):
+        fake_run(tmp_path / "runs", f"r{i}", activation=f"activation_with_a_long_name_{i}", seed=0,
+                 val_loss=[1.0, 0.5 / (i + 1), 0.01], test_loss=0.1)
+    fig = drawn(curves_figure(build(all_runs(tmp_path / "runs"), title="twelve")))
+    assert all(ax.get_window_extent().height >= 0.5 * fig.bbox.height for ax in fig.axes)
+    assert {ax.get_yscale() for ax in fig.axes} == {"log"}  # 1.0 down to 0.01: two decades
+
+
+def test_log_y_rejects_a_bad_value(inits):
+    code, out, err = call("compare", "inits", "--plot", "x.png", "--log-y", "yes", cwd=inits)
+    assert code == 2 and "--log-y" in err and "auto, on, off" in err
+
+
+def test_identical_values_in_a_group_give_a_test_and_no_warning(cli, tmp_path):
+    import warnings
+    from dltrain.rundir.reader import all_runs
+    from dltrain.views.compare import build
+    for seed in (0, 1):
+        fake_run(tmp_path / "runs", f"same{seed}", activation="relu", seed=seed, val_loss=[0.3], test_loss=0.1)
+    for seed, v in ((0, 0.1), (1, 0.2)):
+        fake_run(tmp_path / "runs", f"tanh{seed}", activation="tanh", seed=seed, val_loss=[v], test_loss=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = build(all_runs(tmp_path / "runs"), title="t")
+    relu = next(r for r in c.rows if r.config["model.activation"] == "relu")
+    # Welch with one zero-spread side: t = (0.3 - 0.15) / (0.0707 / sqrt 2), 1 degree of freedom
+    assert relu.p_value == pytest.approx(0.2048, abs=1e-3)
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_compare_list_and_show_fit_the_terminal(inits, columns):
+    from conftest import run_in_terminal, widest
+    screen = run_in_terminal("compare", "inits", "wild", cwd=inits, columns=columns)
+    assert widest(screen) <= columns, screen
+    assert "init " in screen and "xavier_normal" in screen and "betas" not in screen
+    assert f"not shown at {columns} columns: " in screen and "--format csv/json" in screen
+    assert "Precision loss" not in screen
+    names = [p.name for p in run_dirs(inits / "runs")]
+    screen = run_in_terminal("list", cwd=inits, columns=columns)
+    assert widest(screen) <= columns, screen
+    assert all(name in screen for name in names)  # whole, on one line: it can be copied into `show`
+    screen = run_in_terminal("show", names[0], cwd=inits, columns=columns)
+    assert widest(screen) <= columns, screen

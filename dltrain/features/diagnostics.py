@@ -129,7 +129,8 @@ class Diagnostics(Callback):
         if self.writer is not None:
             if self.probes:
                 from dltrain.views.diagnostic_figures import depth_figure
-                self.writer.add_figure("diagnostics/depth_profile", depth_figure(self.probes), state.epoch)
+                self.writer.add_figure("diagnostics/depth_profile", depth_figure(self.probes, f"run {self.run.path.name}"),
+                                       state.epoch)
             self.writer.close()
 
     # -- hooks on every training batch -----------------------------------------------------------

@@ -80,7 +80,7 @@ def run_batch(recipes: list, runs_root: Path, name: str, console, argv: list[str
     for i, recipe in enumerate(recipes, 1):
         console.rule(f"batch {name}: run {i}/{len(recipes)}: {recipe.name}, seed {recipe.seed}")
         try:
-            result = execute(recipe, runs_root, reporter=reporter_for(console), argv=argv, batch=name)
+            result = execute(recipe, runs_root, reporter=reporter_for(console, recipe), argv=argv, batch=name)
         except KeyboardInterrupt:  # between runs (while building): nothing of this run was written
             codes.append(Exit.SIGINT)
             break

@@ -11,7 +11,7 @@ FORMATS = ("table", "markdown", "csv", "json")
 
 
 def compare(selectors: list[str], runs_dir: Path, *, metric: str | None, sort: str | None, output_format: str,
-            plot: Path | None, console) -> None:
+            plot: Path | None, console, log_y: str = "auto") -> None:
     from dltrain.rundir.reader import latest_batch, select
     from dltrain.views.compare import (
         build,
@@ -25,6 +25,9 @@ def compare(selectors: list[str], runs_dir: Path, *, metric: str | None, sort: s
     if output_format not in FORMATS:
         raise UsageError(f"unknown format `{output_format}`{did_you_mean(output_format, FORMATS)} "
                          f"(choose from: {', '.join(FORMATS)})")
+    from dltrain.views.curves import LOG_Y
+    if log_y not in LOG_Y:
+        raise UsageError(f"--log-y: expected one of {', '.join(LOG_Y)}, got `{log_y}`{did_you_mean(log_y, LOG_Y)}")
     if plot is not None and plot.suffix.lower() != ".png":
         raise UsageError(f"--plot writes a PNG image; give a file name ending in .png, not `{plot}`")
     if selectors:
@@ -42,5 +45,5 @@ def compare(selectors: list[str], runs_dir: Path, *, metric: str | None, sort: s
         sys.stdout.write(renderers[output_format](comparison))
     if plot is not None:
         from dltrain.views.curves import plot_curves
-        plot_curves(comparison, plot)
+        plot_curves(comparison, plot, log_y)
         print(f"learning curves: {plot}", file=sys.stderr)

@@ -68,20 +68,29 @@ def _heading(record: dict) -> str:
     return f"{when(record)} ({plural(len(record['layers']), 'layer')}{loss_text})"
 
 
+def read_run_info(run: Path) -> dict:
+    from dltrain.rundir.writer import read_json
+    return read_json(run / layout.RUN_INFO) if (run / layout.RUN_INFO).is_file() else {}
+
+
 def diagnose(target: Path, overrides: list[str], plot: Path | None, console) -> None:
     """A run directory: its recorded diagnostics; a recipe file: the initialization check."""
     from dltrain.rundir.reader import load_run
     from dltrain.views.diagnosis import print_diagnosis
 
+    from dltrain.views.diagnostic_figures import recipe_subject, run_subject
+
     if target.is_dir():
         if overrides:
             raise UsageError("KEY=VALUE overrides apply to a recipe, not to a run directory")
         diagnosis = diagnose_run(load_run(target).path)
+        subject = run_subject(read_run_info(target), target.resolve().name)
     elif target.is_file():
         diagnosis = diagnose_recipe(target, overrides)
+        subject = recipe_subject(target, overrides)
     else:
         raise UsageError(f"{target}: no such run directory or recipe file")
     if plot is not None:
         from dltrain.views.diagnostic_figures import depth_figure, save_png
-        save_png(depth_figure(diagnosis.records), plot)
+        save_png(depth_figure(diagnosis.records, subject, diagnosis.forensics), plot)
     print_diagnosis(console, diagnosis, plot)

@@ -16,7 +16,7 @@ def resume(run: Path, runs_dir: Path, console) -> int:
     console.print(f"resuming {point.run.path} from checkpoints/{point.source}: epoch {point.checkpoint['epoch']}, "
                   f"step {point.checkpoint['step']}", markup=False)
     try:
-        result = execute(recipe, point.run.path.parent, reporter=reporter_for(console), argv=sys.argv, resume=point,
+        result = execute(recipe, point.run.path.parent, reporter=reporter_for(console, recipe), argv=sys.argv, resume=point,
                          settles=True)
     finally:
         point.lock.release()

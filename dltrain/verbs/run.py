@@ -19,7 +19,7 @@ def run(arguments: list[str], runs_dir: Path, seeds: int, batch: str | None, con
     from dltrain.runner.execute import execute
     from dltrain.views.result import print_result
 
-    result = execute(load_checked(recipes[0], overrides), runs_dir, reporter=reporter_for(console), argv=sys.argv,
-                     settles=True)
+    recipe = load_checked(recipes[0], overrides)
+    result = execute(recipe, runs_dir, reporter=reporter_for(console, recipe), argv=sys.argv, settles=True)
     print_result(console, result)
     return result.exit_code

@@ -5,7 +5,8 @@ whose recipes differ only in `seed` form one group: mean ± sample standard devi
 over its finished runs, and n. Runs that did not finish (diverged, failed, interrupted, still
 running) each get a row of their own, marked, and are never pooled into a group's statistics.
 With two or more groups, each group is tested against the best one with Welch's t-test
-(scipy.stats.ttest_ind, equal_var=False, two-sided).
+(scipy.stats.ttest_ind_from_stats, equal_var=False, two-sided,
+on each group's mean and sample std).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ GROUPING_KEY = "seed"  # runs that differ only here are repeats of one configura
 METRIC_COLUMNS = ("best", "final", "test")  # quantities of the compared metric
 OTHER_COLUMNS = ("epochs", "time", "params")
 SORTABLE = METRIC_COLUMNS + OTHER_COLUMNS
-TEST_NAME = "Welch's t-test (scipy.stats.ttest_ind, equal_var=False, two-sided)"
+TEST_NAME = "Welch's t-test (scipy.stats.ttest_ind_from_stats, equal_var=False, two-sided)"
 MARKERS = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
 
 
@@ -99,12 +100,46 @@ class Comparison:
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
-    """Recipe keys (dotted) whose value is not the same in every run, seed excluded, in recipe order."""
+    """Recipe keys (dotted) somebody varied, seed excluded, in recipe order.
+
+    A key whose value is not the same in every run counts, unless it is a parameter of a component
+    that was itself swapped and it never differs between runs that use the same component: with
+    adam vs sgd, `optimizer.betas` differs only because sgd has none, so `optimizer` says it all."""
     flats = [flatten(r.recipe) for r in runs]
     keys = list(dict.fromkeys(k for flat in flats for k in flat))
-    missing = object()
-    return [k for k in keys if k != GROUPING_KEY
-            and len({_hashable(flat.get(k, missing)) for flat in flats}) > 1]
+    varied = [k for k in keys if k != GROUPING_KEY and len({_hashable(flat.get(k, _MISSING)) for flat in flats}) > 1]
+    return [k for k in varied if not _implied_by_a_component(k, set(varied), flats)]
+
+
+_MISSING = object()
+
+
+def _implied_by_a_component(key: str, varied: set[str], flats: list[dict]) -> bool:
+    parts = key.split(".")
+    for depth in range(1, len(parts)):
+        component = ".".join(parts[:depth])
+        if component in varied:
+            values_by_component: dict[Any, set] = {}
+            for flat in flats:
+                values_by_component.setdefault(_hashable(flat.get(component, _MISSING)), set()).add(
+                    _hashable(flat.get(key, _MISSING)))
+            if all(len(values) == 1 for values in values_by_component.values()):
+                return True
+    return False
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each key by its shortest dotted tail that no other key shares: model.init -> init,
+    optimizer.lr -> lr, but model.init.mode and schedule.mode keep their parents."""
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        for take in range(1, len(parts) + 1):
+            tail = ".".join(parts[-take:])
+            if not any(other != key and (other == tail or other.endswith("." + tail)) for other in keys):
+                break
+        names[key] = tail
+    return names
 
 
 def _hashable(value: Any) -> Any:
@@ -202,21 +237,41 @@ def _significance(c: Comparison) -> None:
     pick = min if c.mode == "min" else max
     best = pick(groups, key=lambda g: g.mean(c.tested))
     best.marker = "best"
-    from scipy.stats import ttest_ind
-    reference = [v for v in best.values[c.tested] if finite(v)]
+    reference = _sample(best, c.tested)
     for group in groups:
         if group is best:
             continue
-        sample = [v for v in group.values[c.tested] if finite(v)]
+        sample = _sample(group, c.tested)
         if len(sample) < 2 or len(reference) < 2:
             group.marker = "n<2"  # a t-test needs a variance estimate on both sides
             continue
-        p = float(ttest_ind(sample, reference, equal_var=False).pvalue)
-        if not math.isfinite(p):
+        p = welch_p(sample, reference)
+        if p is None:
             group.marker = "n/a"  # both groups have zero spread: the test is undefined
             continue
         group.p_value = p
         group.marker = next((m for limit, m in MARKERS if p < limit), "ns")
+
+
+def _sample(row: Row, column: str) -> list[float]:
+    return [v for v in row.values[column] if finite(v)]
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided Welch p-value from each side's mean and sample std (ddof=1). From the statistics,
+    not the raw values: on identical values (a deterministic run repeated) scipy's moment
+    calculation warns of precision loss, where the std is simply zero. None when both stds are."""
+    from scipy.stats import ttest_ind_from_stats
+
+    def stats(values):
+        m = sum(values) / len(values)
+        return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)), len(values)
+
+    (ma, sa, na), (mb, sb, nb) = stats(a), stats(b)
+    if sa == 0 and sb == 0:
+        return None
+    p = float(ttest_ind_from_stats(ma, sa, na, mb, sb, nb, equal_var=False).pvalue)
+    return p if math.isfinite(p) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +279,7 @@ def _significance(c: Comparison) -> None:
 
 
 def value_text(value: Any) -> str:
-    """A recipe value as it would be written in YAML (lists inline)."""
+    """A recipe value as it would be written in YAML (lists inline), exactly."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -232,6 +287,28 @@ def value_text(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(value_text(v) for v in value) + "]"
     return str(value)
+
+
+def short_value(value: Any) -> str:
+    """A recipe value to read, not to parse back: floats to 3 significant digits (a sampled
+    learning rate of 0.0031622776601683794 reads 0.00316)."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(short_value(v) for v in value) + "]"
+    return value_text(value)
+
+
+def config_label(c: Comparison, row: Row) -> str:
+    """`init=xavier_normal, lr=0.1`: what sets this row apart, by the keys' short names."""
+    names = short_names(c.keys)
+    return ", ".join(f"{names[k]}={short_value(row.config[k])}" for k in c.keys)
+
+
+def compared_text(c: Comparison) -> str:
+    """What the comparison is about, for titles: `val_loss by init, lr`."""
+    varied = ", ".join(short_names(c.keys).values())
+    return f"{c.split}_{c.metric}" + (f" by {varied}" if varied else "")
 
 
 def _format(column: str, value: float | None) -> str:
@@ -268,15 +345,24 @@ def p_text(row: Row) -> str:
     return f"{row.p_value:.3g} {row.marker}"
 
 
-def text_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Headers and cells shared by the table and markdown formats."""
-    headers = c.keys + ["n", "seeds"] + [c.header(col) for col in SORTABLE] + ["ended"]
+# Which columns a narrow terminal keeps (0: always), and in which order the others go.
+KEEP = {"n": 0, "best": 0, "p vs best": 1, "ended": 2, "test": 3, "epochs": 4, "final": 5, "time": 6,
+        "seeds": 7, "params": 8}
+ENDED_CUT = 28  # characters of a stop reason on a terminal; whole in `dltrain show` and --format json
+
+
+def text_rows(c: Comparison, short: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells shared by the table (short: keys by their short names, numbers short)
+    and markdown (full keys, exact values) formats."""
+    names = short_names(c.keys) if short else {k: k for k in c.keys}
+    show = short_value if short else value_text
+    headers = [names[k] for k in c.keys] + ["n", "seeds"] + [c.header(col) for col in SORTABLE] + ["ended"]
     significance = len(c.groups) >= 2
     if significance:
         headers.append("p vs best")
     body = []
     for row in c.rows:
-        cells = [value_text(row.config[k]) for k in c.keys] + [n_text(row), seeds_text(row)] + [cell(row, col) for col in SORTABLE]
+        cells = [show(row.config[k]) for k in c.keys] + [n_text(row), seeds_text(row)] + [cell(row, col) for col in SORTABLE]
         cells.append(row.ended)
         if significance:
             cells.append(p_text(row) if row.complete else "not in stats")
@@ -293,19 +379,19 @@ def notes(c: Comparison) -> list[str]:
 
 
 def render_table(console, c: Comparison) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from dltrain.views.runs import print_wide
-    headers, body = text_rows(c)
-    table = Table(title=escape(c.title), title_justify="left")
-    for h in headers:
-        table.add_column(escape(h), justify="left" if h in c.keys or h == "ended" else "right", overflow="fold")
-    for row, cells in zip(c.rows, body):  # cells hold user text ([relu, tanh], stop reasons): never markup
-        table.add_row(*map(escape, cells), style=None if row.complete else "yellow")
-    print_wide(console, table)
+    from dltrain.views.tables import Column, note, print_table
+    headers, body = text_rows(c, short=True)
+    columns_of = ["key"] * len(c.keys) + ["n", "seeds"] + list(SORTABLE) + ["ended", "p vs best"]
+    columns = [Column(h, keep=KEEP.get(kind, 0), justify="left" if kind in ("key", "ended") else "right",
+                      cut_at=ENDED_CUT if kind == "ended" else None)
+               for h, kind in zip(headers, columns_of)]
+    left_out = print_table(console, columns, body, title=f"{c.title}: {compared_text(c)}",
+                           row_styles=[None if row.complete else "yellow" for row in c.rows],
+                           left_out_hint="widen the terminal, or --format csv/json")
+    if console.is_terminal and "ended" not in left_out and any(len(row.ended) > ENDED_CUT for row in c.rows):
+        note(console, "ended: cut to fit; the whole reason is in `dltrain show RUN` and --format json")
     for line in notes(c):
-        console.print(line, markup=False, soft_wrap=True)
+        note(console, line)
 
 
 def render_markdown(c: Comparison) -> str:

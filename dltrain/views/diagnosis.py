@@ -45,4 +45,4 @@ def print_landscape(console, run, result: dict) -> None:
                   f"centre {line[middle]:.4g}")
     flat = [v for row in result["loss_2d"] for v in row]
     out(console, f"  2-D, {result['points']}x{result['points']} grid: min {min(flat):.4g}, max {max(flat):.4g}")
-    out(console, f"  written: {run / layout.LANDSCAPE_FIGURE}, {run / layout.LANDSCAPE}")
+    out(console, f"  written: {result['picture']}, {run / layout.LANDSCAPE}")

@@ -73,17 +73,22 @@ def time_text(run: Run) -> str:
     return "—" if run.wall_time is None else f"{run.wall_time:.1f}s"
 
 
+LIST_COLUMNS = (("name", 0), ("status", 0), ("epochs", 1), ("best", 2), ("test", 4), ("time", 5),
+                ("started", 3), ("batch", 6))  # (header, which goes first when the terminal is narrow)
+
+
 def print_list(console, runs: list[Run], root) -> None:
-    table = Table(title=f"{len(runs)} run{'s' if len(runs) != 1 else ''} under {root}, newest first",
-                  title_justify="left")
+    from dltrain.views.tables import Column, print_table
     with_batch = any(r.batch for r in runs)
-    for col in ("name", "status", "epochs", "best", "test", "time", "started") + (("batch",) if with_batch else ()):
-        table.add_column(col, justify="right" if col in ("epochs", "time") else "left", overflow="fold")
-    for run in runs:
-        cells = [escape(run.name), _status(run), epochs_text(run), best_text(run), test_text(run), time_text(run),
-                 run.started.replace("T", " ")[:19]]
-        table.add_row(*cells, *([escape(run.batch or "")] if with_batch else []))
-    print_wide(console, table)
+    monitors = {r.summary.get("monitor") for r in runs if r.summary.get("best_value") is not None}
+    one_monitor = monitors.pop() if len(monitors) == 1 else None  # then named once, in the header
+    columns = [Column(f"best {one_monitor}" if header == "best" and one_monitor else header, keep, justify="right" if header in ("epochs", "time") else "left",
+                      markup=header == "status")
+               for header, keep in LIST_COLUMNS if header != "batch" or with_batch]
+    rows = [[run.name, _status(run), epochs_text(run), best_text(run, with_name=not one_monitor), test_text(run), time_text(run),
+             run.started.replace("T", " ")[:19]] + ([run.batch or ""] if with_batch else []) for run in runs]
+    print_table(console, columns, rows, title=f"{len(runs)} run{'s' if len(runs) != 1 else ''} under {root}, "
+                "newest first", left_out_hint="all of a run: dltrain show NAME")
     killed = [run for run in runs if run.killed]
     if killed:
         console.print(f"{KILLED}: run.json says `running`, but the process is gone from this host; continue with:",
@@ -100,7 +105,7 @@ def print_show(console, run: Run) -> None:
              ("command", " ".join(info.get("command") or []))]
     for key, value in facts:
         if value not in (None, ""):
-            console.print(f"  {key:<11}{value}", markup=False, soft_wrap=True)
+            console.print(f"  {key:<11}{value}", markup=False, soft_wrap=not console.is_terminal)
 
     heading(console, "resolved recipe")
     console.print(run.recipe_text or "(recipe.yaml is missing)", markup=False, end="")
@@ -147,15 +152,19 @@ def print_epochs(console, run: Run) -> None:
     columns = [c for c in EPOCH_COLUMNS if any(c in row for row in history)]
     columns += [c for c in history[0] if c not in columns]
     best_epoch = run.summary.get("best_epoch")
-    table = Table()
-    table.add_column("")
-    for col in columns:
-        table.add_column(col, justify="right")
-    for row in history:
-        mark = "best" if row.get("epoch") == best_epoch else ""
-        table.add_row(mark, *[_number(row.get(c)) if c != "lr" else f"{row.get(c, 0):.3g}" for c in columns],
-                      style="bold" if mark else None)
-    print_wide(console, table)
+    from dltrain.views.tables import Column, print_table
+    table_columns = [Column("", 0), *(Column(c, _epoch_column_keep(c), justify="right") for c in columns)]
+    rows = [["best" if row.get("epoch") == best_epoch else "",
+             *[_number(row.get(c)) if c != "lr" else f"{row.get(c, 0):.3g}" for c in columns]] for row in history]
+    print_table(console, table_columns, rows, row_styles=["bold" if r[0] else None for r in rows],
+                left_out_hint=f"every column: {run.metrics_file}")
+
+
+def _epoch_column_keep(column: str) -> int:
+    """On a narrow terminal: epoch and validation numbers first, then training, then the rest."""
+    if column == "epoch":
+        return 0
+    return 1 if column.startswith("val_") else 2 if column.startswith("train_") else 3
 
 
 def _data_text(data: dict | None) -> str | None:
