@@ -4,7 +4,7 @@
 
 For every study, the newest study directory under REPORTS_DIR gives: date, command, form, time,
 machine load, the claims table and the arms table (copied from its report.md), and its figures
-(copied to --figures, linked from the doc). Replaces the text between the two markers below in
+(copied to --figures as 128-colour PNGs, linked from the doc). Replaces the text between the two markers below in
 docs/studies.md; nothing in it is typed by hand.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "studies.md"
@@ -26,6 +25,12 @@ def section(report: str) -> str:
     keep = re.sub(r"^# Study `(.+)`", r"### `\1`", keep, flags=re.M)
     keep = re.sub(r"^## ", "#### ", keep, flags=re.M)
     return keep.strip()
+
+
+def shrink(source: Path, target: Path) -> None:
+    """A 128-colour palette copy: line plots lose nothing visible and the PNG is ~3x smaller."""
+    from PIL import Image
+    Image.open(source).convert("RGB").quantize(colors=128).save(target, optimize=True)
 
 
 def main() -> None:
@@ -46,7 +51,7 @@ def main() -> None:
         text = section((folder / "report.md").read_text())
         for png in sorted(folder.glob("*.png")):
             target = args.figures / f"{name}-{png.name}"
-            shutil.copyfile(png, target)
+            shrink(png, target)
             text += f"\n\n![{name} {png.stem}]({target.relative_to(DOC.parent)})"
         parts.append(f'<a id="{name}"></a>\n\n' + text)
     table = ["| study | form | time | verdicts (one per claim, in order) |", "|---|---|---|---|", *rows]
