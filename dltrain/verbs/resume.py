@@ -15,9 +15,7 @@ def resume(run: Path, runs_dir: Path, console) -> int:
     point, recipe = prepare_resume(run, runs_dir)
     console.print(f"resuming {point.run.path} from checkpoints/{point.source}: epoch {point.checkpoint['epoch']}, "
                   f"step {point.checkpoint['step']}", markup=False)
-    try:
+    with point.lock:  # taken by prepare_resume; released here, once
         result = execute(recipe, point.run.path.parent, reporter=reporter_for(console), argv=sys.argv, resume=point)
-    finally:
-        point.lock.release()
     print_result(console, result)
     return result.exit_code
