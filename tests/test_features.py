@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, run_dirs, tiny_recipe, write_recipe
 from torch import nn
 
-from conftest import REPO, run_dirs, tiny_recipe, write_recipe
-from dltrain.features.registry import ALWAYS, FEATURES, GIVEN, Feature, Features
+from dltrain.features.registry import ALWAYS, FEATURES, GIVEN, Features
 from dltrain.train.events import EVENTS, Callback, FitState, StepEnd
 
 EVERYTHING_ON = tiny_recipe(train={"epochs": 2, "early_stopping": {"monitor": "val_loss", "patience": 5}},
@@ -206,7 +206,7 @@ def test_an_update_norm_is_the_norm_of_the_steps_change_of_the_weights(tmp_path)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2, bias=False))
     learner = _learner(model, torch.optim.SGD(model.parameters(), lr=0.1), log_every=1)
-    train, val = _loaders()
+    train, _ = _loaders()
     x, y = next(iter(train))
     fit(learner, train, None, FitState(learner=learner, epochs=1,
                                        callbacks=[Diagnostics(RunDir(tmp_path), (x, y), every=3, tensorboard=False)]))

@@ -12,8 +12,9 @@ its recipe key in recipe/schema.py when it is turned on by one).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from dltrain.rundir.writer import RunDir
 from dltrain.train.events import Callback
