@@ -16,7 +16,7 @@ Measures: seconds per training epoch of one MLP, one data set and one batch size
   run            + Diagnostics (per-layer statistics every 100 steps, probe passes at probe
                  epochs, diagnostics.jsonl): what `dltrain run` does at its defaults.
 The dltrain rows are built by dltrain.runner's own path (recipe validated, data split and
-normalized, model seeded) with the callbacks runner._train_and_record gives a run, in its order,
+normalized, model seeded) with the callbacks builder.features.build_callbacks gives a run (features/registry.py), in its order,
 each writing into its own temporary run directory. All start from the same initial weights (one
 model built by dltrain, deep-copied), see the same normalized tensors, and use Adam with lr 1e-3,
 betas (0.9, 0.999), eps 1e-8. No validation split, so an epoch is training plus its records.
@@ -120,9 +120,9 @@ def recipe_for(case: str, folder: Path, epochs: int, diagnostics: bool):
 
 
 def make_learner(recipe, built, model, loss_fn, callbacks: list, generator=None) -> tuple[Learner, FitState]:
-    """The learner as runner._execute builds it for this recipe (whose penalty, clipping,
+    """The learner as builder.training.build_learner builds it for this recipe (whose penalty, clipping,
     accumulation, precision, augmentation and compile are at their defaults); callbacks in
-    runner._train_and_record's order. `generator`: the data order's, when not the built loader's."""
+    registry order. `generator`: the data order's, when not the built loader's."""
     optimizer = OPTIMIZERS.build(recipe.optimizer, [p for p in model.parameters() if p.requires_grad])
     steps_per_epoch = -(-len(built.loaders["train"]) // recipe.train.grad_accumulation)
     warmup = recipe.schedule.warmup_epochs
@@ -272,7 +272,7 @@ def run_case(case: str, rounds: int, warmup: int, clock_name: str, block: int) -
             run.write_recipe(recipe.to_yaml())
             generator = torch.Generator().manual_seed(recipe.seed)
             own_loader = ArrayLoader(x, y, BATCH, shuffle=True, generator=generator)
-            # the callbacks runner._train_and_record gives a run, in its order
+            # the callbacks builder.features.build_callbacks gives a run, in registry order (HParams aside)
             callbacks = [NonFiniteGuard(), MetricsFile(run), TensorBoard(run, histograms=recipe.log.histograms)]
             if name != "loop+logging":
                 callbacks.append(Checkpointer(run, built.monitor, built.mode, built.min_delta))

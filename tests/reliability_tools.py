@@ -94,7 +94,7 @@ def dead_pid() -> int:
 def signal_self_at_step(monkeypatch, step: int, signum=signal.SIGINT) -> None:
     """Deliver `signum` to this process during optimizer step number `step` (1-based), as a user would."""
     from dltrain.train.loop import Learner
-    real = Learner._optimizer_step
+    real = Learner.optimizer_step
     calls = {"n": 0}
 
     def stepping(self, measure_norm):
@@ -103,7 +103,7 @@ def signal_self_at_step(monkeypatch, step: int, signum=signal.SIGINT) -> None:
             os.kill(os.getpid(), signum)
         return real(self, measure_norm)
 
-    monkeypatch.setattr(Learner, "_optimizer_step", stepping)
+    monkeypatch.setattr(Learner, "optimizer_step", stepping)
 
 
 @pytest.fixture(autouse=True, scope="module")

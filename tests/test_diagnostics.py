@@ -254,7 +254,7 @@ def test_flight_recorder_restores_a_state_that_trains_on_bit_identically():
     def steps(n):
         for _ in range(n):
             learner.loss_fn(model(x), y).backward()
-            learner._optimizer_step(measure_norm=False)
+            learner.optimizer_step(measure_norm=False)
         return [t.detach().clone() for t in model.state_dict().values()]
 
     steps(2)  # the optimizer has state (moments, step counts) by now

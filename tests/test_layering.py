@@ -20,7 +20,7 @@ BELOW = {
     "diagnostics": {"core", "components"},
     "recipe": {"core", "components", "data", "models", "rundir"},  # rundir.layout: a run's recipe.yaml
     "views": {"core", "components", "data", "models", "diagnostics", "rundir", "recipe"},
-    "features": {"core", "components", "train", "rundir", "diagnostics", "views"},
+    "features": {"core", "components", "data", "train", "rundir", "diagnostics", "views"},
     "builder": {"core", "components", "data", "models", "diagnostics", "recipe", "train", "rundir", "features"},
     "runner": {"core", "components", "data", "models", "diagnostics", "recipe", "train", "rundir", "features",
                "builder", "views"},

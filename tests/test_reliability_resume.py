@@ -158,3 +158,22 @@ def test_checkpoints_do_not_change_training(cli, tmp_path, reference):
     from reliability_tools import metric_rows
     assert metric_rows(run) == metric_rows(reference)
     shutil.rmtree(run)
+
+
+def test_a_checkpoint_whose_callback_states_are_keyed_by_class_name_resumes_exactly(cli, tmp_path, monkeypatch,
+                                                                                     reference):
+    """Checkpoints written before the feature registry keyed callback states by class name."""
+    import torch
+    result, run = interrupted_run(cli, tmp_path, monkeypatch, 53)  # after a bad epoch: early stopping counts 1
+    assert result.code == 130, result.err
+    old_names = {"nonfinite": "NonFiniteGuard", "early_stopping": "EarlyStopping", "metrics_file": "MetricsFile",
+                 "checkpoint": "Checkpointer", "progress": "PlainProgress", "diagnostics": "Diagnostics"}
+    checkpoint = load(run / "checkpoints/last.pt")
+    assert set(checkpoint["callbacks"]) == set(old_names)
+    checkpoint["callbacks"] = {old_names[name]: state for name, state in checkpoint["callbacks"].items()}
+    torch.save(checkpoint, run / "checkpoints/last.pt")
+
+    resumed = cli("resume", run)
+    assert resumed.code == 0, resumed.err
+    assert status(run)["status"] == "early_stopped"  # at epoch 11: needs early stopping's restored counter
+    assert_same_run(run, reference)

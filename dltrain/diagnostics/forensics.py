@@ -235,7 +235,7 @@ def replay(learner, recorder: FlightRecorder, bad_step: int, layer_names: list[s
                         "layers": {k: _json_number(v) for k, v in norms.items()}})
         boundary = i == len(entries) - 1 or entries[i + 1][0] != step
         if boundary and step < bad_step:
-            learner._optimizer_step(measure_norm=False)
+            learner.optimizer_step(measure_norm=False)
             weights = _nonfinite_weights(model, layer_names)
             if weights is not None:
                 first = {"kind": "update", "step": step, **weights}

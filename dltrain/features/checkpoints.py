@@ -11,7 +11,7 @@ import torch
 
 from dltrain.rundir import layout
 from dltrain.rundir.writer import RunDir
-from dltrain.train.events import Callback, FitState, Monitor, read_metric
+from dltrain.train.events import Callback, FitState, Monitor, read_metric, state_name
 
 CHECKPOINT_FORMAT = 1
 
@@ -76,7 +76,7 @@ def checkpoint_state(state: FitState, history: HistoryText | None = None) -> dic
         "progress": state.progress.state_dict() if state.progress is not None else None,
         "history": (history or HistoryText()).encode(state.history),
         "learner": state.learner.state_dict(),
-        "callbacks": {type(cb).__name__: cb.state_dict() for cb in state.callbacks},
+        "callbacks": {state_name(cb): cb.state_dict() for cb in state.callbacks},
         "rng": rng_state(),
     }
 

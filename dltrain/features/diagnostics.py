@@ -4,9 +4,10 @@ summaries, and non-finite forensics when the run diverges.
 Costs, and why they stay small (bench/diagnostics_overhead.py measures them):
 - Every training batch: one forward pre-hook on the model and one on the loss (they note which
   batch was fed, by reference). No device work, no host sync.
-- Every `every` optimizer steps: the probe's hooks (and two optimizer step hooks) are attached for
-  that one step; statistics stay on the device and are read back at the next log point, where the
-  loop syncs anyway.
+- Every `every` optimizer steps: the probe's hooks are attached for that one step (from its first
+  forward to its on_step_end, which takes the reading; the weights are copied when the step is
+  armed, since nothing changes them before the optimizer step); statistics stay on the device and
+  are read back at the next log point, where the loop syncs anyway.
 - Every epoch's end, and every log point at least SNAPSHOT_EVERY steps after the last copy: a copy
   of the training state for forensics (into buffers kept from the last copy).
 - Probe epochs (1, 2, 4, 8, ... and the end): one extra forward/backward on a fixed batch, which
@@ -26,7 +27,7 @@ from dltrain.diagnostics.probes import Probe, Reading, probe_pass
 from dltrain.features.tensorboard import TensorBoard
 from dltrain.rundir import layout
 from dltrain.rundir.writer import RunDir, event_writer, write_json
-from dltrain.train.events import Callback, FitState, StopTraining
+from dltrain.train.events import Callback, FitState, StepEnd, StopTraining
 
 HISTOGRAM_BINS = 64  # 4x cheaper to write than TensorBoard's default ~1500 exponential buckets
 SNAPSHOT_EVERY = 50  # optimizer steps between forensics snapshots (and at every epoch's end)
@@ -76,8 +77,8 @@ class Diagnostics(Callback):
         self.grad_history: list[dict] = []  # (step, total gradient norm) of every record, for forensics
         self.probes: list[dict] = []  # the probe records, for the depth image at the end
         self.handles: list = []  # the two per-batch hooks, for the whole run
-        self.step_handles: list = []  # optimizer step hooks, present only during an armed step
         self.step_armed = False
+        self.loss_scale = None  # the armed step's fp16 loss scale (a device tensor), or None
         self.busy = False  # a probe pass or a replay is running: the hooks below stand aside
         self.writer = None
         self.last_flush = time.monotonic()
@@ -95,6 +96,15 @@ class Diagnostics(Callback):
         if state.step == 0:
             self._probe_pass(state, "init")
         self.recorder.snapshot(learner, state.step)
+
+    def on_step_end(self, state: FitState, step: StepEnd) -> None:
+        if not self.step_armed:
+            return
+        if step.skipped:  # the fp16 scaler changed nothing: read the next step instead, at its new scale
+            self.loss_scale = state.learner.loss_scale()
+            return
+        self._disarm_step()
+        self.pending.append(self.probe.reading(state.step, state.epoch + 1, "step"))
 
     def on_log(self, state: FitState, losses: list[tuple[int, float]]) -> None:
         bad = next(((step, value) for step, value in losses if not math.isfinite(value)), None)
@@ -142,37 +152,21 @@ class Diagnostics(Callback):
         self.recorder.batches.append([step, args[0] if args else None, None])
         if step % self.every == 0 and not self.step_armed:
             self.probe.arm()
+            self.probe.remember_weights()  # as they will be right before this step's update
+            self.loss_scale = self.state.learner.loss_scale()
             self.step_armed = True
-            optimizer = self.state.learner.optimizer
-            self.step_handles = [optimizer.register_step_pre_hook(self._before_step),
-                                 optimizer.register_step_post_hook(self._after_step)]
 
     def _before_loss(self, module, args) -> None:
         batches = self.recorder.batches
         if not self.busy and torch.is_grad_enabled() and batches and batches[-1][2] is None and len(args) > 1:
             batches[-1][2] = args[1]  # the targets of the batch just fed
 
-    def _before_step(self, optimizer, args, kwargs) -> None:
-        if self.step_armed:
-            self.probe.remember_weights()
-
-    def _after_step(self, optimizer, args, kwargs) -> None:
-        if self.step_armed:
-            self._disarm_step()
-            self.pending.append(self.probe.reading(self.state.step + 1, self.state.epoch + 1, "step"))
-
     def _disarm_step(self) -> None:
         self.probe.disarm()
         self.step_armed = False
-        for handle in self.step_handles:
-            handle.remove()
-        self.step_handles = []
 
     def _grad_scale(self):
-        scaler = self.state.learner.scaler
-        if self.step_armed and scaler.is_enabled():
-            return scaler._scale  # a device tensor: no sync
-        return None
+        return self.loss_scale if self.step_armed else None  # probe passes do not scale their loss
 
     # -- records ---------------------------------------------------------------------------------
 

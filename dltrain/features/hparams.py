@@ -27,6 +27,7 @@ TENSORBOARD_STATUS = {RunStatus.RUNNING: "STATUS_RUNNING", RunStatus.COMPLETED: 
                       RunStatus.EARLY_STOPPED: "STATUS_SUCCESS", RunStatus.PRUNED: "STATUS_UNKNOWN",
                       RunStatus.DIVERGED: "STATUS_FAILURE", RunStatus.INTERRUPTED: "STATUS_UNKNOWN",
                       RunStatus.FAILED: "STATUS_FAILURE", RunStatus.UNKNOWN: "STATUS_UNKNOWN"}
+from dltrain.train.events import Callback, FitState
 SUMMARY_TAG = "summary/"
 
 
@@ -73,12 +74,20 @@ def session_end(status: RunStatus, end_time: float):
     return _plugin_summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=info))
 
 
-class HParamsSession:
-    """The HParams session of one run, written into the run directory itself."""
+class HParams(Callback):
+    """The HParams session of one run, written into the run directory itself: its start when a new
+    run's training starts (so the dashboard lists runs still going), its end once the summary is written."""
 
-    def __init__(self, run_path: Path, recipe: dict):
-        self.run_path, self.recipe = Path(run_path), recipe
+    def __init__(self, run_path: Path, recipe: dict, resumed: bool = False):
+        self.run_path, self.recipe, self.resumed = Path(run_path), recipe, resumed
         self.writer = None
+
+    def on_fit_start(self, state: FitState) -> None:
+        if not self.resumed:  # a resumed run's session started with its first process
+            self.start()
+
+    def on_run_end(self, state: FitState, summary: dict) -> None:
+        self.finish(summary["status"], summary)
 
     def _open(self):
         if self.writer is None:  # a resumed run writes its end into a new event file of the same session

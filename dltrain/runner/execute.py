@@ -1,4 +1,5 @@
-"""From a validated Recipe to built objects, and from built objects to a finished run directory."""
+"""One run: built objects (builder/) in, a finished run directory out: the run directory and its
+lock, run.json, fit, the test pass, summary.json, the exit code."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from pathlib import Path
 
 from dltrain import __version__
 from dltrain.builder.objects import Built, build
-from dltrain.components import OPTIMIZERS, SCHEDULES
 from dltrain.core.status import RunStatus
 from dltrain.recipe.schema import Recipe
 from dltrain.rundir.writer import RunDir, new_run_dir, write_text
@@ -36,116 +36,53 @@ def _versions() -> dict:
 
 
 def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None,
-            batch: str | None = None, resume=None, callbacks: tuple = (),
-            run_info: dict | None = None, settles: bool = False) -> RunResult:
+            batch: str | None = None, resume=None, pruning=None, run_info: dict | None = None, settles: bool = False) -> RunResult:
     """Build, create the run directory, train, test, and write the summary.
-    `batch` names the batch this run belongs to (`dltrain run A B --seeds N`); kept in run.json.
-    `resume` (a resume.ResumePoint) continues that locked run directory from its checkpoint instead.
-    `callbacks` are added after the recording ones (a sweep's pruning); `run_info` adds fields to
-    run.json (a sweep's tag: {name, trial, params}). `settles`: this run's exit code is the
+    `reporter` shows progress (the `progress` feature); `batch` names the batch this run belongs to
+    (`dltrain run A B --seeds N`), kept in run.json. `resume` (a resume.ResumePoint) continues that
+    run directory from its checkpoint instead; its lock stays the caller's, who took it. `pruning`
+    is a sweep trial's callback (the `sweep_pruning` feature); `run_info` adds fields to run.json
+    (a sweep's tag: {name, trial, params}). `settles`: this run's exit code is the
     command's (one `dltrain run`, `dltrain resume`): once its records are written, no signal may
     change it (core.signals.settle)."""
-    import torch
-
-    deterministic_before = torch.are_deterministic_algorithms_enabled()
-    if recipe.train.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
-        torch.use_deterministic_algorithms(True)
-    try:
-        return _execute(recipe, runs_root, reporter, argv, batch, resume, callbacks, run_info, settles)
-    finally:
-        torch.use_deterministic_algorithms(deterministic_before)  # a process-wide switch: put it back
-
-
-def _execute(recipe: Recipe, runs_root: Path, reporter, argv: list[str] | None, batch: str | None,
-             resume, callbacks: tuple, run_info: dict | None, settles: bool) -> RunResult:
-    import torch
-
-    from dltrain.components.schedules import LRSchedule
+    from dltrain.builder.training import build_learner, determinism
     from dltrain.rundir.lock import RunLock
-    from dltrain.train.loop import Clip, Learner, Penalty
 
-    built = build(recipe)  # every recipe and data error is raised before anything is written
-    model = built.model
-    optimizer = OPTIMIZERS.build(recipe.optimizer, [p for p in model.parameters() if p.requires_grad])
-    train_loader = built.loaders["train"]
-    steps_per_epoch = -(-len(train_loader) // recipe.train.grad_accumulation)
-    warmup = recipe.schedule.warmup_epochs
-    main = SCHEDULES.build(recipe.schedule, max(1, recipe.train.epochs - int(warmup)))
-    schedule = LRSchedule(optimizer, main, warmup_epochs=warmup, steps_per_epoch=steps_per_epoch)
-    clip = Clip(**recipe.clip.model_dump()) if recipe.clip else None
-    trained = torch.compile(model) if recipe.train.compile else model
-    learner = Learner(trained, built.loss_fn, optimizer, schedule, task=built.data.task,
-                      penalty=Penalty(recipe.regularization.l1, recipe.regularization.l2), clip=clip,
-                      grad_accumulation=recipe.train.grad_accumulation, precision=recipe.train.precision,
-                      log_every=recipe.log.every_steps, generator=built.loaders["generator"],
-                      augment=built.augment)  # data.augment: training batches only
-
-    if resume is None:
-        run = RunDir(new_run_dir(Path(runs_root), recipe.name))
-        lock = RunLock.acquire(run.path)
-    else:
-        run, lock = resume.run, resume.lock
-    try:
-        return _train_and_record(run, recipe, built, learner, reporter, argv, resume, batch, callbacks, run_info,
-                                 settles)
-    finally:
-        lock.release()
+    with determinism(recipe):
+        built = build(recipe)  # every recipe and data error is raised before anything is written
+        learner = build_learner(built)
+        given = {"progress": reporter, "sweep_pruning": pruning}
+        if resume is not None:
+            return _train_and_record(resume.run, built, learner, given, argv, resume, batch, run_info, settles)
+        run = RunDir(new_run_dir(Path(runs_root), built.recipe.name))
+        with RunLock.acquire(run.path):  # this run's own lock: released here, once
+            return _train_and_record(run, built, learner, given, argv, None, batch, run_info, settles)
 
 
-def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, reporter, argv, resume,
-                      batch: str | None, extra_callbacks: tuple, run_info: dict | None, settles: bool) -> RunResult:
+def _train_and_record(run: RunDir, built: Built, learner, given: dict, argv, resume, batch: str | None,
+                      run_info: dict | None, settles: bool) -> RunResult:
+    from dltrain.builder.features import build_callbacks
+    from dltrain.builder.training import build_fit_state
     from dltrain.core.signals import settle, stop_signals
-    from dltrain.features.checkpoints import Checkpointer
-    from dltrain.features.early_stopping import EarlyStopping
-    from dltrain.features.hparams import HParamsSession
-    from dltrain.features.metrics_file import MetricsFile
-    from dltrain.features.nonfinite import NonFiniteGuard
-    from dltrain.features.tensorboard import TensorBoard
-    from dltrain.train.events import FitState
+    from dltrain.train.events import fire
 
-    model = built.model
     started = time.time()
     command = argv if argv is not None else sys.argv
-    hparams = HParamsSession(run.path, recipe.to_dict()) if recipe.log.tensorboard else None
     if resume is None:
-        run.write_recipe(recipe.to_yaml())
-        n_params = sum(p.numel() for p in model.parameters())
+        run.write_recipe(built.recipe.to_yaml())
+        n_params = sum(p.numel() for p in built.model.parameters())
         run.update_run_info(
-            status=RunStatus.RUNNING, stop_reason=None, name=recipe.name, started=_now(), ended=None,
-            device=str(built.device), seed=recipe.seed, command=command,
+            status=RunStatus.RUNNING, stop_reason=None, name=built.recipe.name, started=_now(), ended=None,
+            device=str(built.device), seed=built.recipe.seed, command=command,
             versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
             data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
             transfer=built.transfer or None, **({"batch": batch} if batch else {}), **(run_info or {}))
-        if hparams is not None:
-            hparams.start()  # at the start, so TensorBoard's HParams dashboard lists runs still going
     earlier_wall = 0.0  # wall time of earlier sessions that ended cleanly (a killed one records none)
     if resume is not None:
         earlier_wall = run.info.get("wall_time_s") or 0.0
 
-    callbacks = [NonFiniteGuard()]
-    if recipe.log.train_eval:  # first: every later callback (metrics.csv, TensorBoard) sees its columns
-        from dltrain.data.loader import ArrayLoader
-        from dltrain.features.train_eval import TrainEval
-        train = built.loaders["train"]
-        callbacks.insert(0, TrainEval(ArrayLoader(train.x, train.y, max(train.batch_size, 1024), shuffle=False)))
-    es = recipe.train.early_stopping
-    if es is not None:
-        callbacks.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best))
-    callbacks.append(MetricsFile(run))
-    if recipe.log.tensorboard:
-        callbacks.append(TensorBoard(run, histograms=recipe.log.histograms))
-    callbacks += extra_callbacks  # a sweep's pruning: it may stop the run, the checkpoint still follows
-    callbacks.append(Checkpointer(run, built.monitor, built.mode, built.min_delta))  # after every stateful callback
-    if reporter is not None:
-        callbacks.append(reporter)
-    if recipe.log.diagnostics:  # first: its stop reason (naming the layer that diverged) wins
-        from dltrain.diagnostics.probes import fixed_batch
-        from dltrain.features.diagnostics import Diagnostics
-        callbacks.insert(0, Diagnostics(run, fixed_batch(built.loaders["train"]), recipe.log.diagnostics_every,
-                                        tensorboard=recipe.log.tensorboard, model_facts=model_facts(recipe)))
-    state = FitState(learner=learner, epochs=recipe.train.epochs, callbacks=callbacks,
-                     checkpoint_every_steps=recipe.train.checkpoint_every_steps or 0)
+    callbacks = build_callbacks(built, run, resumed=resume is not None, given=given)
+    state = build_fit_state(built, learner, callbacks)
     if resume is not None:
         from dltrain.runner.resume import restore
         restore(state, resume.checkpoint)
@@ -168,8 +105,7 @@ def _train_and_record(run: RunDir, recipe: Recipe, built: Built, learner, report
         hint = f"; continue it with: dltrain resume {run.path}" if status is RunStatus.INTERRUPTED else ""
         run.update_run_info(status=status, stop_reason=reason + hint, ended=_now(), wall_time_s=round(wall, 3),
                             error=error)
-        if hparams is not None:
-            hparams.finish(status, summary)
+        fire(state.callbacks, "on_run_end", state, summary)
         # interrupted: the signal's own code (130 or 143)
         exit_code = request.exit_code if status is RunStatus.INTERRUPTED else status.exit_code
         if settles:
@@ -226,10 +162,3 @@ def _summary(state, built: Built, test: dict, wall: float, status: RunStatus) ->
 def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
-
-def model_facts(recipe) -> dict:
-    """The model keys divergence advice takes into account; None where the architecture has no such key."""
-    def name(key: str) -> str | None:
-        spec = getattr(recipe.model, key, None)
-        return spec.name if spec is not None else None
-    return {"init": name("init"), "activation": name("activation"), "norm": getattr(recipe.model, "norm", None)}

@@ -97,7 +97,8 @@ def latest_checkpoint(run: RunDir) -> tuple[dict, str]:
 
 def prepare_resume(run_path: Path, runs_root: Path) -> tuple[ResumePoint, object]:
     """Find and lock the run, check that it can be continued, load its recipe and checkpoint.
-    Returns (ResumePoint, Recipe). The lock is released again if anything here fails."""
+    Returns (ResumePoint, Recipe). The lock is released again if anything here fails; otherwise it
+    is the caller's to release (`with point.lock:`), once the resumed run is over."""
     from dltrain.recipe.load import load_recipe
     from dltrain.rundir.reader import find_run
 
@@ -131,6 +132,8 @@ def remove_temp_files(folder: Path) -> list[Path]:
 def restore(state, checkpoint: dict) -> None:
     """Put a FitState (learner and callbacks included) back where the checkpoint left it."""
     from dltrain.features.checkpoints import decode_history, set_rng_state
+    from dltrain.features.registry import FEATURES
+    from dltrain.train.events import state_name
     from dltrain.train.position import EpochProgress
 
     learner = state.learner
@@ -141,10 +144,10 @@ def restore(state, checkpoint: dict) -> None:
                               f"(was the recipe edited?): {exc}") from None
     state.epoch, state.step = checkpoint["epoch"], checkpoint["step"]
     state.history = decode_history(checkpoint["history"])
-    saved = checkpoint["callbacks"]
     for cb in state.callbacks:
-        if type(cb).__name__ in saved:
-            cb.load_state_dict(saved[type(cb).__name__])
+        saved = FEATURES.saved_state(checkpoint["callbacks"], state_name(cb))  # or under its old class name
+        if saved is not None:
+            cb.load_state_dict(saved)
     progress = checkpoint.get("progress")
     state.progress = EpochProgress.from_state(progress, learner) if progress is not None else None
     set_rng_state(checkpoint["rng"])  # last: nothing after this may draw random numbers before training

@@ -86,7 +86,7 @@ def run_trial(trial, spec: SweepSpec, doc: dict, *, study_name: str, runs_root: 
                               last_step=spec.seeds * epochs)
         tag = {"name": study_name, "trial": trial.number, "params": values, "seed_index": seed_index,
                "seeds": spec.seeds, "metric": spec.metric, "mode": spec.mode}
-        result = execute(recipe, runs_root, callbacks=(report,), run_info={"sweep": tag}, argv=argv)
+        result = execute(recipe, runs_root, pruning=report, run_info={"sweep": tag}, argv=argv)
         outcome.runs.append(str(result.run.path))
         outcome.epochs += result.summary["epochs"]
         if result.status is RunStatus.INTERRUPTED:

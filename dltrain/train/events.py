@@ -1,18 +1,33 @@
 """Callbacks: features of a run that hook into the loop at a fixed set of events.
 
-Events (the only ones; a misspelt method name is caught at registration):
+Events (the only ones; a misspelt method name is caught at registration), in the order a run
+fires them:
   on_fit_start(state)            before the first epoch (or after a resume)
   on_epoch_start(state)
+  on_step_end(state, step)       after every optimizer step (state.step already counts it);
+                                 step is a StepEnd: the pre-clip grad norm when the loop measured
+                                 it (a device tensor: reading it is a host sync, so do that only at
+                                 on_log), and whether the fp16 GradScaler skipped the step (its
+                                 gradients overflowed; the weights did not change). Fires every
+                                 step: keep it to device work and Python bookkeeping, no .item()
   on_log(state, losses)          every `log.every_steps` optimizer steps: host copies of the
                                  batch losses since the last log (the loop's one sync point)
   on_checkpoint(state)           mid-epoch, after an optimizer step, when a step checkpoint is due
                                  (train.checkpoint_every_steps) or a stop signal arrived;
                                  state.progress holds the position within the epoch (None at an
                                  epoch boundary)
+  on_eval_start(state, split)    before the validation pass of an epoch (split: "val"), with the
+                                 model about to be switched to eval mode
+  on_eval_end(state, split, metrics)  after it; metrics = {"loss": ..., "accuracy": ...}, host floats
   on_epoch_end(state, logs)      after validation; logs = {"train_loss": ..., "val_loss": ..., ...}
   on_fit_end(state)              always, also after a stop or an error (state.stop says why)
-A callback stops training by raising StopTraining; every callback still sees the epoch's end.
-on_epoch_start is not fired again when a resumed run continues an epoch from a mid-epoch checkpoint.
+  on_run_end(state, summary)     once the run's test pass is done and summary.json is written
+                                 (summary["status"] is the run's final status); fired by the runner,
+                                 not by fit(), and not at all when fit() is used alone
+A callback stops training by raising StopTraining (from any event up to on_epoch_end); every
+callback still sees the event that raised. on_epoch_start is not fired again when a resumed run
+continues an epoch from a mid-epoch checkpoint. The test pass runs after on_fit_end, on the
+weights fit() left, with no events around it.
 """
 
 from __future__ import annotations
@@ -23,7 +38,8 @@ from typing import Any
 
 from dltrain.core.status import RunStatus
 
-EVENTS = ("on_fit_start", "on_epoch_start", "on_log", "on_checkpoint", "on_epoch_end", "on_fit_end")
+EVENTS = ("on_fit_start", "on_epoch_start", "on_step_end", "on_log", "on_checkpoint", "on_eval_start",
+          "on_eval_end", "on_epoch_end", "on_fit_end", "on_run_end")
 
 
 class StopTraining(Exception):
@@ -62,7 +78,20 @@ class FitState:
         return bool(every) and not last_batch and self.step % every == 0
 
 
+@dataclass(frozen=True)
+class StepEnd:
+    """What on_step_end tells about the optimizer step just taken."""
+
+    grad_norm: Any = None  # pre-clip global L2 norm of the gradients (a device tensor), when measured:
+    #                        at log points, and every step when clipping
+    skipped: bool = False  # the fp16 GradScaler found inf/NaN gradients and did not step
+
+
 class Callback:
+    # The key this callback's state is saved under in checkpoints. The builder sets it from the
+    # feature registry; a callback made by hand (tests, fit() used alone) is saved under its class name.
+    state_name: str | None = None
+
     def state_dict(self) -> dict:
         return {}
 
@@ -74,6 +103,10 @@ class Callback:
         for name in vars(cls):
             if name.startswith("on_") and name not in EVENTS:
                 raise TypeError(f"{cls.__name__}.{name} is not a callback event (events: {', '.join(EVENTS)})")
+
+
+def state_name(callback: Callback) -> str:
+    return getattr(callback, "state_name", None) or type(callback).__name__
 
 
 def fire(callbacks: list[Callback], event: str, *args) -> None:

@@ -16,7 +16,7 @@ import torch
 from dltrain.core.metrics import METRICS
 from dltrain.core.status import RunStatus
 from dltrain.core.words import plural
-from dltrain.train.events import FitState, StopTraining, fire
+from dltrain.train.events import FitState, StepEnd, StopTraining, fire
 from dltrain.train.metrics import MetricSums
 from dltrain.train.position import EpochProgress
 
@@ -65,15 +65,33 @@ class Learner:
         self.weights = [p for p in self.params if p.ndim > 1]
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        self.stepped = True  # did the last optimizer_step change the weights (False: skipped by the scaler)
+        if self.scaler.is_enabled():
+            # the scaler decides (after its own host sync) whether to call optimizer.step(): this
+            # hook, through torch's public API, is how the loop learns that decision at no cost
+            optimizer.register_step_post_hook(self._optimizer_stepped)
+
+    def _optimizer_stepped(self, optimizer, args, kwargs) -> None:
+        self.stepped = True
 
     def autocast(self):
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _optimizer_step(self, measure_norm: bool) -> torch.Tensor | None:
-        """Clip, step, zero grads, advance the schedule. Returns the pre-clip grad norm if measured."""
+    def loss_scale(self) -> torch.Tensor | None:
+        """The fp16 loss scale the next backward multiplies gradients by (a device tensor: no sync),
+        or None without loss scaling."""
+        if not self.scaler.is_enabled():
+            return None
+        return self.scaler.scale(torch.ones((), device=self.device))
+
+    def optimizer_step(self, measure_norm: bool = False) -> StepEnd:
+        """Clip, step, zero grads, advance the schedule: one optimizer step on the gradients
+        accumulated since the last one. The pre-clip grad norm is measured when asked (or when
+        clipping by norm computes it anyway)."""
         norm = None
+        self.stepped = not self.scaler.is_enabled()
         if self.clip is not None or measure_norm:
             self.scaler.unscale_(self.optimizer)
             grads = [p.grad for p in self.params if p.grad is not None]
@@ -87,7 +105,7 @@ class Learner:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.step_batch()
-        return norm
+        return StepEnd(grad_norm=norm, skipped=not self.stepped)
 
     def train_epoch(self, loader, state: FitState) -> dict[str, float]:
         """One pass over the training data, or the rest of one when state.progress comes from a
@@ -100,6 +118,7 @@ class Learner:
         if p.order is not None:
             self.generator.set_state(p.order)  # a resumed epoch redraws the same permutation
         accumulated = 0
+        step_listeners = [cb for cb in state.callbacks if hasattr(cb, "on_step_end")]
         for i, (x, y) in enumerate(loader.iterate(p.batch), start=p.batch):
             if self.augment is not None:
                 x = self.augment(x)  # training batches only: evaluate() never augments
@@ -121,11 +140,13 @@ class Learner:
             if accumulated == self.grad_accumulation or i == n_batches - 1:
                 accumulated = 0
                 log_now = (state.step + 1) % self.log_every == 0
-                norm = self._optimizer_step(measure_norm=log_now)
+                step = self.optimizer_step(measure_norm=log_now)
                 state.step += 1
-                if norm is not None:
-                    p.norm_sum += norm.float()
+                if step.grad_norm is not None:
+                    p.norm_sum += step.grad_norm.float()
                     p.norm_count += 1
+                if step_listeners:
+                    fire(step_listeners, "on_step_end", state, step)
                 if log_now:
                     self._log(state, p.pending, p.pending_steps)
                 p.batch = i + 1
@@ -199,7 +220,7 @@ def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState
             logs = {f"train_{k}" if k in METRICS else k: v for k, v in train.items()}
             started = time.perf_counter()
             if val_loader is not None:
-                logs.update({f"val_{k}": v for k, v in learner.evaluate(val_loader).items()})
+                logs.update({f"val_{k}": v for k, v in evaluate(learner, val_loader, state, "val").items()})
             state.epoch += 1
             logs = {"epoch": state.epoch, "step": state.step, "lr": lr, **logs,
                     "seconds": seconds + time.perf_counter() - started}
@@ -214,6 +235,14 @@ def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState
                                       if state.epochs != 1 else "completed 1 epoch")
         fire_end(state)
     return state
+
+
+def evaluate(learner: Learner, loader, state: FitState, split: str) -> dict[str, float]:
+    """learner.evaluate with on_eval_start/on_eval_end around it."""
+    fire(state.callbacks, "on_eval_start", state, split)
+    metrics = learner.evaluate(loader)
+    fire(state.callbacks, "on_eval_end", state, split, metrics)
+    return metrics
 
 
 def checkpoint_here(state: FitState) -> None:

@@ -15,10 +15,8 @@ def resume(run: Path, runs_dir: Path, console) -> int:
     point, recipe = prepare_resume(run, runs_dir)
     console.print(f"resuming {point.run.path} from checkpoints/{point.source}: epoch {point.checkpoint['epoch']}, "
                   f"step {point.checkpoint['step']}", markup=False)
-    try:
-        result = execute(recipe, point.run.path.parent, reporter=reporter_for(console, recipe), argv=sys.argv, resume=point,
-                         settles=True)
-    finally:
-        point.lock.release()
+    with point.lock:  # taken by prepare_resume; released here, once
+        result = execute(recipe, point.run.path.parent, reporter=reporter_for(console, recipe), argv=sys.argv,
+                         resume=point, settles=True)
     print_result(console, result)
     return result.exit_code
