@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
 from dltrain.core.status import RunStatus
@@ -40,10 +41,7 @@ class ArmResult:
 
     def std(self, quantity: str) -> float | None:
         vals = self.finite(quantity)
-        if len(vals) < 2:
-            return None
-        m = sum(vals) / len(vals)
-        return math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+        return statistics.stdev(vals) if len(vals) >= 2 else None  # ddof=1
 
     @property
     def diverged(self) -> int:

@@ -12,6 +12,7 @@ on each group's mean and sample std).
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,10 +51,7 @@ class Row:
     def std(self, column: str) -> float | None:
         """Sample standard deviation (ddof=1): the spread of seeds, not of this particular set."""
         vals = [v for v in self.values.get(column, []) if finite(v)]
-        if len(vals) < 2:
-            return None
-        m = sum(vals) / len(vals)
-        return math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+        return statistics.stdev(vals) if len(vals) >= 2 else None  # ddof=1
 
     @property
     def statuses(self) -> Counter:
