@@ -9,18 +9,8 @@ from pydantic import Field
 from dltrain.components import ACTIVATIONS
 from dltrain.core.errors import KeysError, Problem, RecipeError
 from dltrain.core.types import Fraction, PositiveInt
-from dltrain.models.layers import (
-    ActivationSpec,
-    Dropout,
-    InitSpec,
-    Norm,
-    NormPosition,
-    check_bias_init,
-    check_dropout,
-    dropout_rates,
-    init_weights,
-    norm_layer,
-)
+from dltrain.models.layers import (ActivationSpec, Dropout, InitSpec, Norm, NormPosition, check_bias_init,
+                                   check_dropout, dropout_rates, init_weights, norm_layer)
 from dltrain.models.registry import ARCHITECTURES
 
 Pool = Literal["max", "avg", "none"]

@@ -6,18 +6,8 @@ import math
 
 from dltrain.components import ACTIVATIONS
 from dltrain.core.types import PositiveInt
-from dltrain.models.layers import (
-    ActivationSpec,
-    Dropout,
-    InitSpec,
-    Norm,
-    NormPosition,
-    check_bias_init,
-    check_dropout,
-    dropout_rates,
-    init_weights,
-    norm_layer,
-)
+from dltrain.models.layers import (ActivationSpec, Dropout, InitSpec, Norm, NormPosition, check_bias_init,
+                                   check_dropout, dropout_rates, init_weights, norm_layer)
 from dltrain.models.registry import ARCHITECTURES
 
 
