@@ -56,6 +56,13 @@ def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initial
     catalog_verb(kind, _console())
 
 
+@app.command()
+def schema(out: Optional[Path] = typer.Option(None, "--out", help="write it to this file instead of printing it")):
+    """Print the recipe's JSON Schema (draft 2020-12) for editors: completion and checks as you type (docs/recipes.md)."""
+    from dltrain.verbs.schema import schema as schema_verb
+    schema_verb(out)
+
+
 @app.command(name="list")
 def list_runs(runs_dir: Path = RUNS_DIR,
               limit: Optional[int] = typer.Option(None, "--limit", min=1, help="show only the newest N runs")):
