@@ -58,7 +58,7 @@ def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initial
 
 @app.command()
 def schema(out: Optional[Path] = typer.Option(None, "--out", help="write it to this file instead of printing it")):
-    """Print the recipe's JSON Schema (draft 2020-12) for editors: completion and checks as you type (docs/recipes.md)."""
+    """Print the recipe's JSON Schema (draft 2020-12): completion and checks in editors (docs/recipes.md)."""
     from dltrain.verbs.schema import schema as schema_verb
     schema_verb(out)
 
@@ -112,7 +112,8 @@ def resume(run: Path = typer.Argument(..., help="run directory (or its name unde
                                                            "completed or early-stopped one too) to N epochs; "
                                                            "the only override resume takes"),
            runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where to look for a bare run name")):
-    """Continue an interrupted, killed or failed run from its last good checkpoint, in place; train.epochs=N extends it."""
+    """Continue an interrupted, killed or failed run from its last good checkpoint, in place; train.epochs=N
+    extends a run, a finished one too, to N epochs."""
     from dltrain.verbs.resume import resume as resume_verb
     raise typer.Exit(resume_verb(run, overrides or [], runs_dir, _console()))
 

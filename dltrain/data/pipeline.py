@@ -104,7 +104,8 @@ def prepare(spec: DataSpec, seed: int, images: bool = False) -> DataBundle:
     stats = _normalize(spec.normalize, x_train, [x_val, x_test])
     target_stats = None
     if not classification and spec.normalize_target:
-        y_train, y_val, y_test = (np.array(y, dtype=np.float32) for y in (y_train, y_val, y_test))  # copies: scaled in place
+        # copies: they are scaled in place
+        y_train, y_val, y_test = (np.array(y, dtype=np.float32) for y in (y_train, y_val, y_test))
         target_stats = _standardize_targets(y_train, [y_val, y_test])
     num_classes = None
     if classification:

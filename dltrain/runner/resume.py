@@ -129,8 +129,9 @@ def latest_checkpoint(run: RunDir) -> tuple[dict, str]:
 def prepare_resume(run_path: Path, runs_root: Path, epochs: str | None = None) -> tuple[ResumePoint, object]:
     """Find and lock the run, check that it can be continued, load its recipe and checkpoint.
     `epochs`: a `train.epochs=N` override (extension_override), which also lets a completed or
-    early-stopped run continue. Returns (ResumePoint, Recipe). The lock is released again if anything here fails; otherwise it
-    is the caller's to release (`with point.lock:`), once the resumed run is over."""
+    early-stopped run continue. Returns (ResumePoint, Recipe). The lock is released again if
+    anything here fails; otherwise it is the caller's to release (`with point.lock:`), once the
+    resumed run is over."""
     from dltrain.recipe.load import load_recipe
     from dltrain.rundir.reader import find_run
 
