@@ -56,6 +56,13 @@ def catalog(kind: Optional[str] = typer.Argument(None, help="activation, initial
     catalog_verb(kind, _console())
 
 
+@app.command()
+def schema(out: Optional[Path] = typer.Option(None, "--out", help="write it to this file instead of printing it")):
+    """Print the recipe's JSON Schema (draft 2020-12): completion and checks in editors (docs/recipes.md)."""
+    from dltrain.verbs.schema import schema as schema_verb
+    schema_verb(out)
+
+
 @app.command(name="list")
 def list_runs(runs_dir: Path = RUNS_DIR,
               limit: Optional[int] = typer.Option(None, "--limit", min=1, help="show only the newest N runs")):
@@ -101,10 +108,14 @@ def board(runs_root: Path = typer.Argument(Path("runs"), help="the runs root (or
 
 @app.command()
 def resume(run: Path = typer.Argument(..., help="run directory (or its name under --runs-dir)"),
+           overrides: Optional[List[str]] = typer.Argument(None, help="train.epochs=N: extend the run (a "
+                                                           "completed or early-stopped one too) to N epochs; "
+                                                           "the only override resume takes"),
            runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where to look for a bare run name")):
-    """Continue an interrupted, killed or failed run from its last good checkpoint, in place."""
+    """Continue an interrupted, killed or failed run from its last good checkpoint, in place; train.epochs=N
+    extends a run, a finished one too, to N epochs."""
     from dltrain.verbs.resume import resume as resume_verb
-    raise typer.Exit(resume_verb(run, runs_dir, _console()))
+    raise typer.Exit(resume_verb(run, overrides or [], runs_dir, _console()))
 
 
 @app.command()
@@ -183,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     from dltrain.core.status import Exit
 
     handlers = signals.current_handlers()
+    caller_argv = sys.argv
+    if argv is not None:  # in-process (tests): run.json's command is this call's, not the caller's
+        sys.argv = ["dltrain", *argv]
     try:
         app(args=argv, prog_name="dltrain")
     except RecipeError as err:
@@ -198,8 +212,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(Exit.FAILED)
     finally:
-        if argv is not None:  # called in-process (tests): give the caller its signal handlers back
+        if argv is not None:  # called in-process (tests): give the caller its signal handlers and argv back
             signals.unsettle(handlers)
+            sys.argv = caller_argv
 
 
 if __name__ == "__main__":

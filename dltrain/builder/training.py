@@ -48,7 +48,22 @@ def build_learner(built: Built):
                    penalty=Penalty(recipe.regularization.l1, recipe.regularization.l2), clip=clip,
                    grad_accumulation=recipe.train.grad_accumulation, precision=recipe.train.precision,
                    log_every=recipe.log.every_steps, generator=built.loaders["generator"],
-                   augment=built.augment)  # data.augment: training batches only
+                   augment=built.augment,  # data.augment: training batches only
+                   units=target_units(built))
+
+
+def target_units(built: Built):
+    """With standardized regression targets (data.normalize_target), what turns errors back into the
+    data's units; None otherwise."""
+    import torch
+
+    from dltrain.train.metrics import TargetUnits
+
+    stats = built.data.target_stats
+    if stats is None:
+        return None
+    scale = torch.tensor(stats["scale"], dtype=torch.float32, device=built.device)
+    return TargetUnits(scale, built.loss_name if built.loss_name in ("mse", "mae") else None)
 
 
 def build_fit_state(built: Built, learner, callbacks: list):

@@ -35,11 +35,15 @@ class DataBundle:
     stats: dict = field(default_factory=dict)  # normalization fitted on train: kept for the record
     name: str = ""  # the dataset's registry name, for messages
     target_shape: tuple[int, ...] = ()  # per sample: () class label, (k,) regression, (T, k) per time step
+    # data.normalize_target: {"shift": [...], "scale": [...]} per target column, fitted on train; a
+    # prediction in the data's units is output * scale + shift
+    target_stats: dict | None = None
 
     def describe(self) -> dict:
         return {"task": self.task, "train": len(self.train), "val": len(self.val) if self.val else 0,
                 "test": len(self.test) if self.test else 0, "input_shape": list(self.input_shape),
-                "num_classes": self.num_classes, "batch_size": self.batch_size}
+                "num_classes": self.num_classes, "batch_size": self.batch_size,
+                **({"target_normalization": self.target_stats} if self.target_stats else {})}
 
 
 def _keep_classes(x, y, classes: list[int]):
@@ -98,6 +102,11 @@ def prepare(spec: DataSpec, seed: int, images: bool = False) -> DataBundle:
     if len(x_train) < 2:
         raise DataError(f"data: only {len(x_train)} training samples left after splitting and `limit`")
     stats = _normalize(spec.normalize, x_train, [x_val, x_test])
+    target_stats = None
+    if not classification and spec.normalize_target:
+        # copies: they are scaled in place
+        y_train, y_val, y_test = (np.array(y, dtype=np.float32) for y in (y_train, y_val, y_test))
+        target_stats = _standardize_targets(y_train, [y_val, y_test])
     num_classes = None
     if classification:
         if spec.classes is not None:
@@ -114,7 +123,22 @@ def prepare(spec: DataSpec, seed: int, images: bool = False) -> DataBundle:
         task=arrays.task, num_classes=num_classes, class_names=class_names,
         input_shape=tuple(x_train.shape[1:]),
         target_dim=1 if classification else int(y_train.shape[-1]),
-        batch_size=batch, stats=stats, name=spec.name, target_shape=tuple(y_train.shape[1:]))
+        batch_size=batch, stats=stats, name=spec.name, target_shape=tuple(y_train.shape[1:]),
+        target_stats=target_stats)
+
+
+def _standardize_targets(train: np.ndarray, others: list[np.ndarray]) -> dict:
+    """Regression targets to zero mean, unit std per target column, fitted on the training split:
+    a network's outputs start near 0 with unit scale, so targets in the hundreds (diabetes) are
+    otherwise far out of reach of a few epochs. In place; returns what undoes it."""
+    axes = tuple(range(max(1, train.ndim - 1)))  # all but the target columns: samples (and time steps)
+    shift = train.mean(axis=axes)
+    scale = train.std(axis=axes)
+    scale = np.where(scale > 1e-12, scale, 1.0)  # a constant target stays finite
+    for array in [train, *others]:
+        array -= shift.astype(np.float32)
+        array /= scale.astype(np.float32)
+    return {"shift": shift.reshape(-1).tolist(), "scale": scale.reshape(-1).tolist()}
 
 
 def _normalize(how: str, train: np.ndarray, others: list[np.ndarray]) -> dict:

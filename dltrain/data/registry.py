@@ -24,6 +24,8 @@ class DataSpec(Spec):
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15
     test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15  # ignored where a dataset has a test split
     normalize: Literal["standardize", "minmax", "none"] = "standardize"  # fitted on the training split
+    # regression: train on targets standardized on the training split; metrics in the data's units
+    normalize_target: bool = True
     batch_size: PositiveInt | Literal["full"] = 64
     augment: list[AUGMENTATIONS.spec_type] = []  # applied to training batches only, in this order
 

@@ -67,7 +67,8 @@ def _train_and_record(run: RunDir, built: Built, learner, given: dict, argv, res
     from dltrain.train.events import fire
 
     started = time.time()
-    command = argv if argv is not None else sys.argv
+    # as the user would retype it: `python -m dltrain`'s argv[0] is a path to __main__.py
+    command = ["dltrain", *(argv if argv is not None else sys.argv)[1:]]
     if resume is None:
         run.write_recipe(built.recipe.to_yaml())
         n_params = sum(p.numel() for p in built.model.parameters())
@@ -86,10 +87,12 @@ def _train_and_record(run: RunDir, built: Built, learner, given: dict, argv, res
     if resume is not None:
         from dltrain.runner.resume import restore
         restore(state, resume.checkpoint)
+        if resume.extended:  # `resume RUN train.epochs=N`: the run's recipe now plans N epochs
+            run.write_recipe(built.recipe.to_yaml())
         run.update_run_info(status=RunStatus.RUNNING, stop_reason=None, ended=None, host=socket.gethostname(),
                             pid=os.getpid(), resumed=[*run.info.get("resumed", []), {
                                 "at": _now(), "checkpoint": resume.source, "epoch": state.epoch,
-                                "step": state.step, "command": command}])
+                                "step": state.step, "command": command, **(resume.extended or {})}])
 
     with stop_signals() as request:
         state.stop_request = request

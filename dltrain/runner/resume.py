@@ -9,6 +9,12 @@ run would have had uninterrupted.
 
 Checkpoints are read with torch.load(weights_only=True) only. When checkpoints/last.pt cannot be
 read (truncated, corrupt, refused), checkpoints/previous.pt is used, with a warning.
+
+`dltrain resume RUN train.epochs=N` extends a run to N epochs, a completed or early-stopped one
+included: the one override resume takes, since any other would change what the checkpoint was
+trained as. recipe.yaml then says N, and run.json's `resumed` entry records the change. An
+early-stopped run continues from its last checkpoint with early stopping's patience counted afresh
+(otherwise the first epoch without improvement would stop it again).
 """
 
 from __future__ import annotations
@@ -39,6 +45,31 @@ class ResumePoint:
     lock: RunLock
     checkpoint: dict
     source: str  # which file: last.pt or previous.pt
+    extended: dict | None = None  # {"epochs_from": planned before, "epochs_to": N} for train.epochs=N
+
+
+EXTENSION_KEY = ("train", "epochs")
+
+
+def extension_override(overrides: list[str]) -> str | None:
+    """The one override resume takes, `train.epochs=N`, or None. Any other key is refused (exit 2):
+    the checkpoint was trained with the recipe as it is."""
+    from dltrain.core.errors import Problem, RecipeError
+    from dltrain.recipe.load import parse_override
+
+    problems, found = [], None
+    for text in overrides:
+        keys, _ = parse_override(text)
+        if tuple(keys) == EXTENSION_KEY:
+            found = text
+            continue
+        key = ".".join(keys)
+        problems.append(Problem(key, f"resume takes only `train.epochs=N` (more epochs for the same run); "
+                                f"changing `{key}` would change what was trained: start a new run with "
+                                f"`dltrain run` instead", f"command line: {text}"))
+    if problems:
+        raise RecipeError(problems)
+    return found
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -95,10 +126,12 @@ def latest_checkpoint(run: RunDir) -> tuple[dict, str]:
     raise CheckpointError(f"no usable checkpoint in {run.path}:\n  " + "\n  ".join(problems))
 
 
-def prepare_resume(run_path: Path, runs_root: Path) -> tuple[ResumePoint, object]:
+def prepare_resume(run_path: Path, runs_root: Path, epochs: str | None = None) -> tuple[ResumePoint, object]:
     """Find and lock the run, check that it can be continued, load its recipe and checkpoint.
-    Returns (ResumePoint, Recipe). The lock is released again if anything here fails; otherwise it
-    is the caller's to release (`with point.lock:`), once the resumed run is over."""
+    `epochs`: a `train.epochs=N` override (extension_override), which also lets a completed or
+    early-stopped run continue. Returns (ResumePoint, Recipe). The lock is released again if
+    anything here fails; otherwise it is the caller's to release (`with point.lock:`), once the
+    resumed run is over."""
     from dltrain.recipe.load import load_recipe
     from dltrain.rundir.reader import find_run
 
@@ -107,16 +140,47 @@ def prepare_resume(run_path: Path, runs_root: Path) -> tuple[ResumePoint, object
     try:
         info = read_json(run.info_file)
         status = RunStatus.read(info.get("status"))
-        if not status.resumable:
-            raise UsageError(f"{run.path} cannot be resumed: {status.final_because}")
+        if not status.resumable and not (status.finished and epochs is not None):
+            # the command on a line of its own, so it can be copied
+            more = (f"; extend it to N epochs with:\n  dltrain resume {run.path} train.epochs=N"
+                    if status.finished else "")
+            raise UsageError(f"{run.path} cannot be resumed: {status.final_because}{more}")
         recipe = load_recipe(run.recipe_file)
+        planned = recipe.train.epochs
+        if epochs is not None:
+            recipe = load_recipe(run.recipe_file, [epochs])
         checkpoint, source = latest_checkpoint(run)
+        extended = None
+        if epochs is not None:
+            _check_extension(run, status, checkpoint, recipe.train.epochs, epochs)
+            extended = {"epochs_from": planned, "epochs_to": recipe.train.epochs}
+            if status is RunStatus.EARLY_STOPPED:
+                _fresh_patience(checkpoint)
     except BaseException:
         lock.release()
         raise
     remove_temp_files(run.path)
     run.info = info
-    return ResumePoint(run, lock, checkpoint, source), recipe
+    return ResumePoint(run, lock, checkpoint, source, extended), recipe
+
+
+def _check_extension(run: RunDir, status: RunStatus, checkpoint: dict, epochs: int, text: str) -> None:
+    """N must be more than the epochs the run has trained (a finished run: as its summary says)."""
+    from dltrain.core.errors import Problem, RecipeError
+
+    trained = checkpoint["epoch"]
+    if status.finished and run.summary_file.is_file():
+        trained = max(trained, read_json(run.summary_file).get("epochs") or 0)
+    if epochs <= trained:
+        raise RecipeError([Problem("train.epochs", f"the run has trained {plural(trained, 'epoch')}; expected more "
+                                   f"than {trained}, got {epochs}", f"command line: {text}")])
+
+
+def _fresh_patience(checkpoint: dict) -> None:
+    """Early stopping's count of epochs without improvement back to 0: the extension gets its patience."""
+    saved = checkpoint["callbacks"].get("early_stopping")
+    if isinstance(saved, dict) and "bad_epochs" in saved:
+        saved["bad_epochs"] = 0
 
 
 def remove_temp_files(folder: Path) -> list[Path]:

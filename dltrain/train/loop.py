@@ -17,7 +17,7 @@ from dltrain.core.metrics import METRICS
 from dltrain.core.status import RunStatus
 from dltrain.core.words import plural
 from dltrain.train.events import FitState, StepEnd, StopTraining, fire
-from dltrain.train.metrics import MetricSums
+from dltrain.train.metrics import MetricSums, TargetUnits
 from dltrain.train.position import EpochProgress
 
 
@@ -54,12 +54,14 @@ class Learner:
 
     def __init__(self, model, loss_fn, optimizer, schedule, *, task: str, penalty: Penalty | None = None,
                  clip: Clip | None = None, grad_accumulation: int = 1, precision: str = "fp32",
-                 log_every: int = 10, generator: torch.Generator | None = None, augment=None):
+                 log_every: int = 10, generator: torch.Generator | None = None, augment=None,
+                 units: TargetUnits | None = None):
         self.model, self.loss_fn, self.optimizer, self.schedule = model, loss_fn, optimizer, schedule
         self.task, self.penalty, self.clip = task, penalty or Penalty(), clip
         self.grad_accumulation, self.log_every = grad_accumulation, log_every
         self.generator = generator  # drives the data order; saved with checkpoints
         self.augment = augment  # optional callable x -> x for training batches (data.augment); has state_dict()
+        self.units = units  # standardized regression targets: epoch metrics in the data's units
         self.device = next(model.parameters()).device
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.weights = [p for p in self.params if p.ndim > 1]
@@ -172,7 +174,7 @@ class Learner:
     @torch.no_grad()
     def evaluate(self, loader) -> dict[str, float]:
         self.model.eval()
-        sums = MetricSums(self.task, self.device)
+        sums = MetricSums(self.task, self.device, self.units)
         for x, y in loader:
             with self.autocast():
                 output = self.model(x)

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class TargetUnits:
+    """Regression targets standardized for training (data.normalize_target): an error times `scale`
+    is in the data's own units (the shift cancels in a difference), so mae and rmse are reported in
+    them. `loss`: `mse` or `mae` when the loss is that error, reported in the data's units too; None
+    (huber: its delta is in training units) keeps the loss as trained."""
+
+    scale: torch.Tensor  # per target column
+    loss: str | None = None
 
 
 class MetricSums:
@@ -21,8 +33,8 @@ class MetricSums:
     # change them (a float sum would differ in its last bits, and resumed runs must match exactly).
     FOLD_EVERY = 16
 
-    def __init__(self, task: str, device: torch.device):
-        self.task = task
+    def __init__(self, task: str, device: torch.device, units: TargetUnits | None = None):
+        self.task, self.units = task, units
         self.count = 0  # samples seen
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # sum of loss * n
         # correct predictions (classification) or [sum |err|, sum err^2] (regression)
@@ -42,7 +54,10 @@ class MetricSums:
             if len(self.outputs) >= self.FOLD_EVERY:
                 self._fold()
         else:
-            err = (output.float() - target).reshape(n, -1)
+            err = output.float() - target
+            if self.units is not None:
+                err = err * self.units.scale
+            err = err.reshape(n, -1)
             self.extra += torch.stack([err.abs().mean(dim=1).sum(), err.pow(2).mean(dim=1).sum()])
 
     @torch.no_grad()
@@ -71,6 +86,8 @@ class MetricSums:
         else:
             out["mae"] = values[1] / n
             out["rmse"] = math.sqrt(values[2] / n)
+            if self.units is not None and self.units.loss in ("mse", "mae"):
+                out["loss"] = values[2] / n if self.units.loss == "mse" else values[1] / n
         return out
 
     def state_dict(self) -> dict:

@@ -31,7 +31,7 @@ class EpochProgress:
     def begin(cls, learner) -> "EpochProgress":
         device = learner.device
         order = learner.generator.get_state() if learner.generator is not None else None
-        return cls(order=order, lr=learner.schedule.lr, sums=MetricSums(learner.task, device),
+        return cls(order=order, lr=learner.schedule.lr, sums=MetricSums(learner.task, device, learner.units),
                    penalty_sum=torch.zeros((), device=device), norm_sum=torch.zeros((), device=device))
 
     def elapsed(self) -> float:
@@ -47,7 +47,7 @@ class EpochProgress:
     @classmethod
     def from_state(cls, state: dict, learner) -> "EpochProgress":
         device = learner.device
-        sums = MetricSums(learner.task, device)
+        sums = MetricSums(learner.task, device, learner.units)
         sums.load_state_dict(state["sums"])
         if "pending" in state:
             pending, steps = state["pending"], list(state["pending_steps"])
