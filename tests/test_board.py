@@ -130,3 +130,66 @@ def test_board_on_a_root_without_runs_is_an_error(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     result = cli("board", "empty")
     assert result.code == 2 and "holds no runs" in result.err
+
+
+# What Time Series shows: each run-table row's checkbox, the card groups in order, each card's lines
+TIME_SERIES = """
+const rows = [...document.querySelectorAll('tb-data-table-content-row[data-id]')];
+const groups = [...document.querySelectorAll('.group-title')].map(e => e.textContent.trim()).filter(g => g !== 'Pinned');
+const lines = {};
+for (const title of document.querySelectorAll('scalar-card tb-truncated-path.tag')) {
+  lines[title.title] = title.closest('scalar-card').querySelectorAll('svg.ng-star-inserted path').length;
+}
+return {rows: rows.map(r => [r.dataset.id, Boolean(r.querySelector('input[type=checkbox]')?.checked)]),
+        groups, lines};
+"""
+
+# What the HParams dashboard (Polymer: inside shadow roots) shows: the ticked keys and metrics, the table's text
+HPARAMS = """
+const ticked = [], text = [];
+function walk(node) {
+  if (node.shadowRoot) walk(node.shadowRoot);
+  for (const child of node.childNodes) {
+    if (child.nodeType === Node.TEXT_NODE && child.textContent.trim()) text.push(child.textContent.trim());
+    if (child.nodeType !== Node.ELEMENT_NODE || ['STYLE', 'SCRIPT'].includes(child.tagName)) continue;
+    const kind = child.classList;
+    if (child.checked && (kind.contains('hparam-checkbox') || kind.contains('metric-checkbox'))) {
+      ticked.push(child.textContent.trim());
+    }
+    walk(child);
+  }
+}
+walk(document.body);
+return {ticked, text};
+"""
+
+
+def test_board_in_a_real_browser_shows_every_run_the_curves_first_and_the_varied_keys(cli, tmp_path):
+    """Headless Chromium on `dltrain board` over 12 runs (3 settings x 4 seeds): Time Series opens
+    with every run enabled and the Curves group first, its loss chart drawing a line per run and
+    split; HParams ticks the varied keys and the main metrics, one row per setting."""
+    from browser import browser
+    settings = {"relu": {"activation": "relu"}, "tanh": {"activation": "tanh"}, "gelu": {"activation": "gelu"}}
+    for name, model in settings.items():
+        write_recipe(tmp_path / f"{name}.yaml", tiny_recipe(model={"arch": "mlp", "hidden": [8], **model},
+                                                           train={"epochs": 2}))
+    assert cli("run", "relu.yaml", "tanh.yaml", "gelu.yaml", "optimizer.lr=0.02", "--seeds", "4").code == 0
+    runs = [p.name for p in run_dirs(tmp_path / "runs")]
+    assert len(runs) == 12
+
+    with served("runs", tmp_path) as url, browser() as page:
+        page.open(url + "?forceSVG=true#timeseries")  # SVG lines, countable in the page
+        seen = page.wait_for(TIME_SERIES, lambda v: len(v["rows"]) >= 24 and v["lines"].get("Curves/loss", 0) >= 24)
+        page.screenshot(tmp_path / "timeseries.png")
+        enabled = {run_id.split("/", 1)[1] for run_id, on in seen["rows"] if on}  # after the experiment's id
+        assert {f"{run}/{split}" for run in runs for split in ("train", "validation")} <= enabled
+        assert all(on for _, on in seen["rows"]), seen["rows"]
+        assert seen["groups"][:2] == ["Curves", "Optimizer"], seen["groups"]  # the two Time Series opens
+        assert seen["lines"]["Curves/loss"] >= 24  # train and validation of every run, overlaid
+
+        page.open(url + "#hparams")
+        seen = page.wait_for(HPARAMS, lambda v: "val loss" in v["ticked"] and v["text"].count("gelu") >= 2)
+        page.screenshot(tmp_path / "hparams.png")
+        assert seen["ticked"][0] == "model.activation"  # the one varied key, first and ticked
+        assert {"val loss", "val accuracy", "best val_loss", "test loss", "test accuracy"} <= set(seen["ticked"])
+        assert sum(t.startswith("config-") for t in seen["text"]) == 3  # seed repeats grouped: a row a setting

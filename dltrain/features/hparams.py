@@ -139,7 +139,8 @@ def _kind(values: list) -> str:
 
 def hparam_infos(recipes: list[dict]) -> list:
     """One HParamInfo per key any run has; `differs` when the runs' values differ or only some runs
-    have the key (a key of one optimizer's parameters is as much a difference as the optimizer)."""
+    have the key (a key of one optimizer's parameters is as much a difference as the optimizer);
+    never for `seed` (below)."""
     from tensorboard.plugins.hparams import api_pb2
     values = [hparam_values(r) for r in recipes]
     keys = sorted({k for v in values for k in v})
@@ -148,8 +149,10 @@ def hparam_infos(recipes: list[dict]) -> list:
         seen = [v[key] for v in values if key in v]
         distinct = {json.dumps(x, sort_keys=True) for x in seen}
         kind = _kind(seen)
-        info = api_pb2.HParamInfo(name=key, type=api_pb2.DataType.Value(kind),
-                                  differs=len(distinct) > 1 or len(seen) < len(values))
+        # `seed` never counts: its repeats are grouped into one row (group_name), whose seed means
+        # nothing, and it would take one of the five keys the dashboard ticks
+        differs = key != "seed" and (len(distinct) > 1 or len(seen) < len(values))
+        info = api_pb2.HParamInfo(name=key, type=api_pb2.DataType.Value(kind), differs=differs)
         if kind != "DATA_TYPE_FLOAT64":  # the dashboard's filter checkboxes
             texts = sorted({x if isinstance(x, bool) else str(x) for x in seen}, key=str)
             info.domain_discrete.extend(texts)
