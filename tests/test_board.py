@@ -193,3 +193,17 @@ def test_board_in_a_real_browser_shows_every_run_the_curves_first_and_the_varied
         assert seen["ticked"][0] == "model.activation"  # the one varied key, first and ticked
         assert {"val loss", "val accuracy", "best val_loss", "test loss", "test accuracy"} <= set(seen["ticked"])
         assert sum(t.startswith("config-") for t in seen["text"]) == 3  # seed repeats grouped: a row a setting
+
+
+def test_a_run_keeps_its_hparams_session_where_its_first_process_started_it(tmp_path):
+    """New runs hold the session in validation/ (beside the metrics it shows); a run made before
+    that layout, resumed, ends the session at the top where it started; the board's experiment
+    file at the top of a run served alone is not such a session."""
+    from dltrain.features.hparams import session_folder
+    from dltrain.rundir.layout import BOARD_EXPERIMENT
+    new, old, served_alone = (tmp_path / name for name in ("new", "old", "served"))
+    for run in (new, old, served_alone):
+        run.mkdir()
+    (old / "events.out.tfevents.1700000000.host.1.0").write_bytes(b"")
+    (served_alone / BOARD_EXPERIMENT).write_bytes(b"")
+    assert [session_folder(r) for r in (new, old, served_alone)] == ["validation", ".", "validation"]

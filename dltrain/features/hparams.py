@@ -25,7 +25,7 @@ from typing import Any
 
 from dltrain.core.metrics import METRICS
 from dltrain.core.status import RunStatus
-from dltrain.rundir.layout import BOARD_EXPERIMENT, OLD_SESSION_EVENTS, SESSION_EVENTS
+from dltrain.rundir.layout import BOARD_EXPERIMENT, EVENT_FILE_PREFIX, OLD_SESSION_EVENTS, SESSION_EVENTS
 from dltrain.train.events import Callback, FitState
 
 # the HParams dashboard's word for each status
@@ -84,7 +84,7 @@ def session_folder(run_path: Path) -> str:
     """Where the run's session is: validation/, or the top of a run made before that layout
     (whose resumed process must end the session its first process started)."""
     path = Path(run_path)
-    old = path.is_dir() and any(p.name.startswith("events.out.tfevents") and p.name != BOARD_EXPERIMENT
+    old = path.is_dir() and any(p.name.startswith(EVENT_FILE_PREFIX) and p.name != BOARD_EXPERIMENT
                                 for p in path.iterdir())
     return OLD_SESSION_EVENTS if old else SESSION_EVENTS
 

@@ -31,9 +31,10 @@ VALIDATION_EVENTS = "validation"
 DIAGNOSTICS_EVENTS = TRAIN_EVENTS
 SESSION_EVENTS = VALIDATION_EVENTS
 OLD_SESSION_EVENTS = "."
+EVENT_FILE_PREFIX = "events.out.tfevents"  # how TensorBoard knows an event file
 # `dltrain board` writes the experiment's HParams summary (every run's keys, which differ, the main
 # metrics) into the runs root it serves, under this one name, replaced at each start
-BOARD_EXPERIMENT = "events.out.tfevents.dltrain-board"
+BOARD_EXPERIMENT = EVENT_FILE_PREFIX + ".dltrain-board"
 
 DIAGNOSTICS = "diagnostics.jsonl"  # per-layer statistics, one JSON object per line
 FORENSICS = "forensics.json"  # a diverged run's first non-finite layer and what led there
