@@ -99,6 +99,25 @@ def test_group_mean_and_std_match_the_runs_own_records(batch):
         assert row["best"]["name"] == "best val_accuracy"
 
 
+def test_a_train_metric_asked_by_name_is_compared_on_the_training_split(batch):
+    root = batch[0]
+    doc = compare_json(root, "demo", "--metric", "train_loss")
+    assert doc["split"] == "train"
+    for row in (r for r in doc["rows"] if r["complete"]):
+        best = []
+        for name in row["runs"]:
+            with (root / "runs" / name / "metrics.csv").open() as handle:
+                best.append(min(float(r["train_loss"]) for r in csv.DictReader(handle)))
+        assert row["best"]["name"] == "best train_loss"
+        assert row["best"]["mean"] == pytest.approx(statistics.mean(best))
+    assert compare_json(root, "demo", "--metric", "val_loss")["split"] == "val"
+    from dltrain.rundir.reader import all_runs
+    from dltrain.views.compare import build
+    from dltrain.views.curves import panels
+    comparison = build(all_runs(root / "runs"), title="demo", metric="train_loss")
+    assert [p[1] for p in panels(comparison)] == ["train_loss", "val_loss"]  # the gap's two sides, not one twice
+
+
 def test_csv_parses_back_with_one_row_per_group_or_unfinished_run(batch):
     root = batch[0]
     code, out, err = call("compare", "demo", "--format", "csv", cwd=root)

@@ -41,7 +41,7 @@ def test_a_run_records_probes_step_statistics_and_tensorboard_summaries(cli, tmp
         assert [(a["index"], a["type"]) for a in r["activations"]] == [(1, "Tanh"), (2, "Tanh")]
         assert all(0 <= a["saturated"] <= 1 and a["std"] > 0 for a in r["activations"])
 
-    events = EventAccumulator(str(run / "diagnostics"), size_guidance={"histograms": 0, "images": 0}).Reload()
+    events = EventAccumulator(str(run / "train"), size_guidance={"histograms": 0, "images": 0}).Reload()
     tags = events.Tags()
     assert {"diagnostics/grad_norm_first_over_last", "diagnostics/max_saturated_fraction",
             "diagnostics/max_update_ratio"} <= set(tags["scalars"])

@@ -78,18 +78,26 @@ def test_checkpoints_load_with_weights_only(finished_run):
     assert not list((run / "checkpoints").glob("*.tmp")) and not list(run.glob(".*.tmp"))
 
 
-def test_tensorboard_overlays_train_and_validation_curves(finished_run):
+def test_tensorboard_overlays_train_and_validation_curves_in_two_tensorboard_runs(finished_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     run, _ = finished_run
     tags = {}
     for split in ("train", "validation"):
-        acc = EventAccumulator(str(run / split))
+        acc = EventAccumulator(str(run / split), size_guidance={"histograms": 0})
         acc.Reload()
-        tags[split] = set(acc.Tags()["scalars"])
-        assert [e.step for e in acc.Scalars("epoch_loss")] == [1, 2, 3, 4]
+        tags[split] = set(acc.Tags()["scalars"]) | set(acc.Tags()["histograms"])
+        assert [e.step for e in acc.Scalars("Curves/loss")] == [1, 2, 3, 4]
     # the same tag in both writers is what makes TensorBoard draw them on one chart
-    assert {"epoch_loss", "epoch_accuracy"} <= tags["train"] & tags["validation"]
-    assert {"batch_loss", "epoch_learning_rate", "epoch_grad_norm"} <= tags["train"]
+    assert {"Curves/loss", "Curves/accuracy"} <= tags["train"] & tags["validation"]
+    assert {"Curves/batch_loss", "Optimizer/learning_rate", "Optimizer/grad_norm"} <= tags["train"]
+    # two TensorBoard runs per run (each folder holding event files is one): TensorBoard's older
+    # dashboards enable none by default past 40, so four per run emptied them from 11 runs on
+    folders = {p.parent.relative_to(run).as_posix() for p in run.rglob("events.out.tfevents.*")}
+    assert folders == {"train", "validation"}
+    # Time Series groups cards by the tag's first part, sorted by character code, and opens the
+    # first two groups: the curves' group comes before every other (diagnostics histograms included)
+    groups = sorted({tag.split("/", 1)[0] for split in tags for tag in tags[split]})
+    assert groups[0] == "Curves" and len(groups) > 2
 
 
 def test_same_seed_same_numbers(cli, tmp_path):

@@ -274,7 +274,7 @@ def test_tensorboard_batch_losses_are_every_log_point_with_the_time_it_was_logge
     state = FitState(learner=learner, epochs=2, callbacks=[recorder, Clock(), board])
     fit(learner, ArrayLoader(x, y, 32, shuffle=True, generator=torch.Generator().manual_seed(1)), None, state)
 
-    points = _scalars(tmp_path / "run" / "train", "batch_loss")
+    points = _scalars(tmp_path / "run" / "train", "Curves/batch_loss")
     # 7 batches per epoch, a log point every 3 steps and at each epoch's end: steps 3, 6, 7, 9, 12, 14
     assert [p.step for p in points] == [3, 6, 7, 9, 12, 14]
     batches = recorder.batches
@@ -286,7 +286,7 @@ def test_tensorboard_batch_losses_are_every_log_point_with_the_time_it_was_logge
         start = end
     assert [p.value for p in points] == pytest.approx(expected, rel=1e-6)  # stored as float32
     assert [p.wall_time for p in points] == pytest.approx(logged_at, abs=1e-3)
-    assert len(_scalars(tmp_path / "run" / "train", "epoch_loss")) == 2
+    assert len(_scalars(tmp_path / "run" / "train", "Curves/loss")) == 2
 
 
 def test_tensorboard_hands_batch_losses_over_at_once_when_a_burst_is_due(tmp_path):
@@ -304,7 +304,7 @@ def test_tensorboard_hands_batch_losses_over_at_once_when_a_burst_is_due(tmp_pat
     board.on_checkpoint(None)  # a checkpoint hands over what precedes it
     assert board.batch_points == []
     board.on_fit_end(None)
-    points = [(p.step, p.value) for p in _scalars(tmp_path / "run" / "train", "batch_loss")]
+    points = [(p.step, p.value) for p in _scalars(tmp_path / "run" / "train", "Curves/batch_loss")]
     assert points == [(2, pytest.approx(0.6)), (3, pytest.approx(0.1)), (4, pytest.approx(0.3))]
 
 
@@ -329,7 +329,7 @@ def test_tensorboard_waits_for_its_writer_at_most_once_per_flush_interval_and_at
                 writer.flush = lambda real=real, split=split: (flushes.append((state.epoch, split)), real())
     assert flushes == [(3, "train"), (3, "validation")]
     board.on_fit_end(state)
-    assert [p.step for p in _scalars(tmp_path / "run" / "validation", "epoch_loss")] == [1, 2, 3, 4]
+    assert [p.step for p in _scalars(tmp_path / "run" / "validation", "Curves/loss")] == [1, 2, 3, 4]
 
 
 def test_overhead_benchmark_runs_and_prints_every_contender():

@@ -1,15 +1,18 @@
 """TensorBoard HParams records, so that the HParams dashboard compares runs.
 
-Each run is one HParams *session*: its directory gets a session-start summary (every recipe key,
-flattened to dotted names) when the run starts and a session-end summary (its status) when it
-ends. The metrics are ordinary scalars the dashboard finds in the session's sub-runs:
-`validation/epoch_loss`, `train/epoch_accuracy`, ... (written by records.TensorBoard), plus
-`summary/best_<monitor>` and `summary/test_*` written here at the end.
+Each run is one HParams *session*, in its validation/ event folder: a session-start summary
+(every recipe key, flattened to dotted names) when the run starts and a session-end summary (its
+status) when it ends. The metrics are ordinary scalars of that same TensorBoard run:
+`Curves/loss`, `Curves/accuracy`, ... (written by features.tensorboard), plus
+`summary/best_<monitor>` and `summary/test_*` written here at the end. (TensorBoard looks a
+metric up in the session's run or a folder below it, never beside it: a session at the top of
+the run directory found validation/ only when the runs root was served, not the run itself.)
 
-No experiment summary is written on purpose: TensorBoard uses the *first* experiment summary it
-finds for the whole logdir, which would hide keys that only later runs have. Without one it
-builds the experiment from all sessions' hparams, and marks the keys that differ.
-Runs that differ only in seed share a `group_name`, so the dashboard groups seed repeats.
+The runs never write an experiment summary: TensorBoard takes the *first* it finds for the whole
+logdir, so one run's would hide keys only later runs have. `dltrain board` writes one for all the
+runs it serves (`experiment`), with the keys that differ first (the dashboard ticks the first 5)
+and the main metrics first (it ticks the first 5 of those too). Runs that differ only in seed share
+a `group_name`, so the dashboard groups seed repeats.
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dltrain.core.metrics import METRICS
 from dltrain.core.status import RunStatus
+from dltrain.rundir.layout import BOARD_EXPERIMENT, EVENT_FILE_PREFIX, OLD_SESSION_EVENTS, SESSION_EVENTS
+from dltrain.train.events import Callback, FitState
 
 # the HParams dashboard's word for each status
 TENSORBOARD_STATUS = {RunStatus.RUNNING: "STATUS_RUNNING", RunStatus.COMPLETED: "STATUS_SUCCESS",
                       RunStatus.EARLY_STOPPED: "STATUS_SUCCESS", RunStatus.PRUNED: "STATUS_UNKNOWN",
                       RunStatus.DIVERGED: "STATUS_FAILURE", RunStatus.INTERRUPTED: "STATUS_UNKNOWN",
                       RunStatus.FAILED: "STATUS_FAILURE", RunStatus.UNKNOWN: "STATUS_UNKNOWN"}
-from dltrain.train.events import Callback, FitState
+
 SUMMARY_TAG = "summary/"
 
 
@@ -74,6 +80,15 @@ def session_end(status: RunStatus, end_time: float):
     return _plugin_summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=info))
 
 
+def session_folder(run_path: Path) -> str:
+    """Where the run's session is: validation/, or the top of a run made before that layout
+    (whose resumed process must end the session its first process started)."""
+    path = Path(run_path)
+    old = path.is_dir() and any(p.name.startswith(EVENT_FILE_PREFIX) and p.name != BOARD_EXPERIMENT
+                                for p in path.iterdir())
+    return OLD_SESSION_EVENTS if old else SESSION_EVENTS
+
+
 class HParams(Callback):
     """The HParams session of one run, written into the run directory itself: its start when a new
     run's training starts (so the dashboard lists runs still going), its end once the summary is written."""
@@ -91,9 +106,8 @@ class HParams(Callback):
 
     def _open(self):
         if self.writer is None:  # a resumed run writes its end into a new event file of the same session
-            from dltrain.rundir.layout import SESSION_EVENTS
             from dltrain.rundir.writer import event_writer
-            self.writer = event_writer(self.run_path, SESSION_EVENTS)
+            self.writer = event_writer(self.run_path, session_folder(self.run_path))
         return self.writer
 
     def start(self) -> None:
@@ -111,3 +125,61 @@ class HParams(Callback):
             self.writer.add_scalar(f"{SUMMARY_TAG}{key}", value, step)
         self.writer.file_writer.add_summary(session_end(status, time.time()))
         self.writer.close()
+
+
+# -- the experiment, for `dltrain board` ----------------------------------------------------------
+
+def _kind(values: list) -> str:
+    if all(isinstance(v, bool) for v in values):
+        return "DATA_TYPE_BOOL"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "DATA_TYPE_FLOAT64"
+    return "DATA_TYPE_STRING"
+
+
+def hparam_infos(recipes: list[dict]) -> list:
+    """One HParamInfo per key any run has; `differs` when the runs' values differ or only some runs
+    have the key (a key of one optimizer's parameters is as much a difference as the optimizer);
+    never for `seed` (below)."""
+    from tensorboard.plugins.hparams import api_pb2
+    values = [hparam_values(r) for r in recipes]
+    keys = sorted({k for v in values for k in v})
+    infos = []
+    for key in keys:
+        seen = [v[key] for v in values if key in v]
+        distinct = {json.dumps(x, sort_keys=True) for x in seen}
+        kind = _kind(seen)
+        # `seed` never counts: its repeats are grouped into one row (group_name), whose seed means
+        # nothing, and it would take one of the five keys the dashboard ticks
+        differs = key != "seed" and (len(distinct) > 1 or len(seen) < len(values))
+        info = api_pb2.HParamInfo(name=key, type=api_pb2.DataType.Value(kind), differs=differs)
+        if kind != "DATA_TYPE_FLOAT64":  # the dashboard's filter checkboxes
+            texts = sorted({x if isinstance(x, bool) else str(x) for x in seen}, key=str)
+            info.domain_discrete.extend(texts)
+        infos.append(info)
+    return infos
+
+
+def metric_names(recorded: set[str], monitors: set[str], tests: set[str]) -> list[tuple[str, str]]:
+    """(tag, display name) of the session metrics, main ones first: validation loss and metrics,
+    each best monitored value, the test numbers; the dashboard ticks the first five."""
+    from dltrain.features.tensorboard import curve_tag
+    names = [(curve_tag(m), f"val {m}") for m in METRICS if m in recorded]
+    names += [(f"{SUMMARY_TAG}best_{m}", f"best {m}") for m in sorted(monitors)]
+    names += [(f"{SUMMARY_TAG}{t}", t.replace("_", " ", 1)) for t in sorted(tests, key=_test_order)]
+    return names
+
+
+def _test_order(name: str) -> tuple[int, str]:
+    metric = name.removeprefix("test_")
+    return (METRICS.index(metric) if metric in METRICS else len(METRICS), name)
+
+
+def experiment(recipes: list[dict], recorded: set[str], monitors: set[str], tests: set[str]):
+    """The experiment summary of a set of runs: their hyperparameters and the session metrics."""
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(group="", tag=tag), display_name=display)
+               for tag, display in metric_names(recorded, monitors, tests)]
+    info = api_pb2.Experiment(description=f"{len(recipes)} dltrain runs; the keys that differ come first",
+                              time_created_secs=time.time(), hparam_infos=hparam_infos(recipes), metric_infos=metrics)
+    return _plugin_summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=info))

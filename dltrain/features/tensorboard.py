@@ -1,4 +1,11 @@
-"""TensorBoard event files: train/ and validation/ under the same tags."""
+"""TensorBoard event files: train/ and validation/ under the same tags.
+
+Tag names put the main curves first: TensorBoard's Time Series dashboard groups cards by the tag's
+first path part, sorts the groups by character code (capitals before lower case) and opens only
+the first two. So loss and metrics are `Curves/<metric>`, the optimizer's numbers
+`Optimizer/<name>`, and the diagnostics' many histogram groups (lower case: `activations/`,
+`gradients/`, `weights/`, `diagnostics/`) come after them, closed.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,14 @@ from dltrain.core.metrics import METRICS
 from dltrain.rundir.layout import TRAIN_EVENTS, VALIDATION_EVENTS
 from dltrain.rundir.writer import RunDir, event_writer
 from dltrain.train.events import Callback, FitState
+
+CURVES = "Curves/"  # loss and metrics, train and validation overlaid; the batch loss
+OPTIMIZER = "Optimizer/"  # learning rate, gradient norm, penalty
+
+
+def curve_tag(metric: str) -> str:
+    """The tag of an epoch metric (`loss`, `accuracy`, ...), the same in train/ and validation/."""
+    return CURVES + metric
 
 
 class TensorBoard(Callback):
@@ -54,7 +69,7 @@ class TensorBoard(Callback):
         if self.batch_points:
             train = self._writer(TRAIN_EVENTS)
             for step, mean, walltime in self.batch_points:
-                train.add_scalar("batch_loss", mean, step, walltime=walltime)
+                train.add_scalar(CURVES + "batch_loss", mean, step, walltime=walltime)
             self.batch_points.clear()
         self.last_burst = time.monotonic()
 
@@ -67,13 +82,13 @@ class TensorBoard(Callback):
         epoch = state.epoch
         for metric in METRICS:
             if f"train_{metric}" in logs:
-                train.add_scalar(f"epoch_{metric}", logs[f"train_{metric}"], epoch)
+                train.add_scalar(curve_tag(metric), logs[f"train_{metric}"], epoch)
             if f"val_{metric}" in logs:
-                val.add_scalar(f"epoch_{metric}", logs[f"val_{metric}"], epoch)
-        train.add_scalar("epoch_learning_rate", logs["lr"], epoch)
+                val.add_scalar(curve_tag(metric), logs[f"val_{metric}"], epoch)
+        train.add_scalar(OPTIMIZER + "learning_rate", logs["lr"], epoch)
         for extra in ("grad_norm", "penalty"):
             if extra in logs:
-                train.add_scalar(f"epoch_{extra}", logs[extra], epoch)
+                train.add_scalar(OPTIMIZER + extra, logs[extra], epoch)
         if self.histograms:
             for name, param in state.learner.model.named_parameters():
                 train.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch)

@@ -20,11 +20,21 @@ LAST = "last.pt"  # after every epoch (and at step checkpoints)
 PREVIOUS = "previous.pt"  # the last.pt it replaced: the fallback when last.pt is unreadable
 BEST = "best.pt"  # at the best epoch of the monitored metric
 
-# TensorBoard event folders; the run's HParams session is written at the top of the run directory
+# TensorBoard event folders: two TensorBoard runs per run, the fewest that keep train and validation
+# overlaid in two colours (TensorBoard's older dashboards enable no run by default past 40 runs).
+# The diagnostics are training-time records, in train/; the HParams session and its final numbers
+# (best, test) are in validation/, so every metric the HParams dashboard shows sits in the session's
+# own TensorBoard run. Runs made before this layout have the session at the top ("."), and
+# diagnostics/ of their own.
 TRAIN_EVENTS = "train"
 VALIDATION_EVENTS = "validation"
-DIAGNOSTICS_EVENTS = "diagnostics"
-SESSION_EVENTS = "."
+DIAGNOSTICS_EVENTS = TRAIN_EVENTS
+SESSION_EVENTS = VALIDATION_EVENTS
+OLD_SESSION_EVENTS = "."
+EVENT_FILE_PREFIX = "events.out.tfevents"  # how TensorBoard knows an event file
+# `dltrain board` writes the experiment's HParams summary (every run's keys, which differ, the main
+# metrics) into the runs root it serves, under this one name, replaced at each start
+BOARD_EXPERIMENT = EVENT_FILE_PREFIX + ".dltrain-board"
 
 DIAGNOSTICS = "diagnostics.jsonl"  # per-layer statistics, one JSON object per line
 FORENSICS = "forensics.json"  # a diverged run's first non-finite layer and what led there

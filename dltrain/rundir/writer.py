@@ -395,3 +395,21 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
     """Checkpoints hold plain tensors and numbers; nothing else is ever unpickled."""
     import torch
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def write_event_file(path: Path, summaries: list) -> None:
+    """A whole TensorBoard event file of `summaries` (Summary protos) at step 0, written atomically
+    under one fixed name, so a rewrite replaces it rather than adding a file beside it."""
+    import time
+
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    def write(handle) -> None:
+        records = RecordWriter(handle)
+        now = time.time()
+        records.write(event_pb2.Event(wall_time=now, file_version="brain.Event:2").SerializeToString())
+        for summary in summaries:
+            records.write(event_pb2.Event(wall_time=now, step=0, summary=summary).SerializeToString())
+
+    atomic_write(Path(path), write, binary=True, durable=False)

@@ -180,9 +180,9 @@ def build(runs: list[Run], *, title: str, metric: str | None = None, sort: str |
     asked = split_of(metric)[0] if metric else None
     metric = choose_metric(runs, metric)
     mode = default_mode(metric)
-    if asked == TRAIN_EVAL:  # the eval-mode pass over the training split (log.train_eval) is asked by name
-        split = TRAIN_EVAL
-    else:
+    if asked in (TRAIN_EVAL, "train"):  # a training split asked by name: `train_loss`, `train_eval_loss`
+        split = asked
+    else:  # unprefixed, val_ or test_ (test has one number a run, so its best and final are validation's)
         split = "val" if any(f"val_{metric}" in row for r in runs for row in r.history[:1]) else "train"
     keys = differing_keys(runs)
     sort = sort or "best"

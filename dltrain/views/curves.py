@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from dltrain.core.metrics import TRAIN_EVAL
 from dltrain.core.status import RunStatus
 from dltrain.rundir.reader import finite
 from dltrain.rundir.writer import atomic_write
@@ -53,10 +54,11 @@ def curve(row: Row, column: str) -> tuple[list[int], list[float], list[float | N
 
 def panels(c: Comparison) -> list[tuple[str, str, list[tuple[str, str]]]]:
     """(title, y label, [(metrics.csv column, line style)]) for each subplot."""
-    split = {"val": "validation", "train": "training"}[c.split]
+    split = {"val": "validation", "train": "training", TRAIN_EVAL: "training (eval mode)"}[c.split]
     first = (f"{split} {c.metric}", f"{c.split}_{c.metric}", [(f"{c.split}_{c.metric}", "-")])
-    if c.metric == "loss":
-        return [first, ("training loss", "train_loss", [("train_loss", "-")])]
+    if c.metric == "loss":  # the other side of the train/validation gap
+        other = ("validation loss", "val_loss") if c.split != "val" else ("training loss", "train_loss")
+        return [first, (*other, [(other[1], "-")])]
     return [first, ("loss (solid: validation, dashed: training)", "loss", [("val_loss", "-"), ("train_loss", "--")])]
 
 
