@@ -165,7 +165,7 @@ def join(device_name: str) -> Ranks:
     dist.all_gather_object(hosts, socket.gethostname(), group=control)
     run_dir = Path(os.environ[RUN_DIR_ENV]) if os.environ.get(RUN_DIR_ENV) else None
     command = json.loads(os.environ[COMMAND_ENV]) if os.environ.get(COMMAND_ENV) else None
-    return Ranks(rank, world, local_rank, backend, hosts, control, run_dir, command)
+    return Ranks(rank, world, local_rank, backend, hosts, control, run_dir=run_dir, command=command)
 
 
 class RankSync(Callback):

@@ -41,7 +41,8 @@ def launch(recipe, worker_arguments: list[str], runs_root: Path, nproc: int) -> 
     os.environ[COMMAND_ENV] = json.dumps(sys.argv)  # run.json records the command the user typed
     try:
         run(arguments)
-    except SignalException as stopped:
+    except SignalException as stopped:  # the agent passed it on to every worker, and waited for them
+        _remove_if_empty(run_dir)  # stopped before rank 0 began the run
         return 128 + int(stopped.sigval), run_dir.path
     except ChildFailedError as failed:
         return _after_failure(run_dir, failed), run_dir.path
@@ -73,8 +74,7 @@ def _after_failure(run_dir: RunDir, failed) -> int:
     """The exit code after a worker failed; records the failure when rank 0 could not."""
     info = _reread(run_dir)
     if not info:  # rank 0 wrote nothing: it stopped before the run began (its error is on stderr)
-        with contextlib.suppress(OSError):
-            run_dir.path.rmdir()
+        _remove_if_empty(run_dir)
         first = failed.get_first_failure()[1]
         return first.exitcode if first.exitcode > 0 else Exit.FAILED
     status = RunStatus.read(info.get("status"))
@@ -92,6 +92,11 @@ def _after_failure(run_dir: RunDir, failed) -> int:
         print(f"run failed: {reason}", file=sys.stderr)
         return Exit.FAILED
     return status.exit_code
+
+
+def _remove_if_empty(run_dir: RunDir) -> None:
+    with contextlib.suppress(OSError):  # not empty: rank 0 began the run, whose record stays
+        run_dir.path.rmdir()
 
 
 def _world(info: dict) -> int:
