@@ -160,3 +160,12 @@ def test_bad_distributed_arguments_exit_2_and_write_nothing(cli, tmp_path):
     result = cli("run", recipe, "--nproc", "2", "--seeds", "2", "--runs-dir", tmp_path / "runs")
     assert result.code == 2 and "--seeds" in result.err + result.out
     assert not run_dirs(tmp_path / "runs")
+
+
+def test_resume_and_sweep_refuse_to_run_once_per_rank(cli, tmp_path, monkeypatch):
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    recipe = write_recipe(tmp_path / "dp.yaml", digits_recipe())
+    for args in (("resume", tmp_path / "nowhere"), ("sweep", recipe)):
+        result = cli(*args)
+        assert result.code == 2 and "not under torchrun" in result.err + result.out

@@ -40,6 +40,14 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
+def refuse_under_torchrun(command: str) -> None:
+    """`command` runs in one process: under torchrun each of its processes would run it whole."""
+    if launched_by_torchrun():
+        from dltrain.core.errors import UsageError
+        raise UsageError(f"{command} runs in one process, not under torchrun (only `dltrain run` trains on "
+                         "several); a data-parallel run's checkpoints resume on one process: dltrain resume RUN")
+
+
 def collective_timeout() -> dt.timedelta:
     return dt.timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
 
