@@ -169,3 +169,33 @@ def test_resume_and_sweep_refuse_to_run_once_per_rank(cli, tmp_path, monkeypatch
     for args in (("resume", tmp_path / "nowhere"), ("sweep", recipe)):
         result = cli(*args)
         assert result.code == 2 and "not under torchrun" in result.err + result.out
+
+
+@pytest.fixture
+def world_of_one():
+    """A real gloo process group of one rank, in this process: the distributed code path (DDP,
+    agreement points, rank 0's held stops) without a launch."""
+    import torch.distributed as dist
+
+    from dltrain.runner.distributed import Ranks
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield Ranks(0, 1, 0, "gloo", ["here"], dist.group.WORLD)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_divergence_held_for_the_agreement_point_ends_the_run_where_one_process_does(tmp_path, world_of_one):
+    from conftest import tiny_recipe
+    from dltrain.builder.objects import load_checked
+    from dltrain.runner.execute import execute
+
+    doc = tiny_recipe(data={"name": "friedman", "n_samples": 200, "batch_size": 32},
+                      optimizer={"name": "sgd", "lr": 100.0}, train={"epochs": 5}, log={"every_steps": 2})
+    recipe = load_checked(write_recipe(tmp_path / "boom.yaml", doc))
+    alone = execute(recipe, tmp_path / "alone")
+    ranked = execute(recipe, tmp_path / "ranked", ranks=world_of_one)
+    assert alone.status == ranked.status == "diverged" and ranked.exit_code == 3
+    # the non-finite guard's stop, raised in rank 0's on_log, waited for that step's agreement point
+    assert ranked.reason == alone.reason and ranked.summary["steps"] == alone.summary["steps"]
+    assert json.loads((ranked.run.path / "run.json").read_text())["distributed"]["world_size"] == 1
