@@ -52,7 +52,8 @@ def one_run(path: Path, runs: Path, nproc: int) -> tuple[float, float]:
                    env=env, check=True, capture_output=True)
     wall = time.perf_counter() - started
     (run,) = [p for p in runs.iterdir() if p.is_dir()]
-    rows = list(csv.DictReader(open(run / "metrics.csv", newline="")))
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     train = int(yaml.safe_load((run / "run.json").read_text())["data"]["train"])
     rates = [train / float(row["seconds"]) for row in rows[1:]]
     return statistics.median(rates), wall

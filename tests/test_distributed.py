@@ -106,7 +106,7 @@ def test_sigterm_to_the_launcher_checkpoints_and_resumes_on_one_process(tmp_path
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     (run,) = run_dirs(tmp_path / "runs")
     info = json.loads((run / "run.json").read_text())
@@ -128,11 +128,11 @@ def test_a_dead_rank_fails_the_run_by_name(tmp_path):
         time.sleep(0.02)
     (run,) = run_dirs(tmp_path / "runs")
     rank0 = json.loads((run / "run.json").read_text())["pid"]
-    workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True)
+    workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True, check=True)
     (rank1,) = [int(pid) for pid in workers.stdout.split() if int(pid) != rank0]
     killed = time.monotonic()
     os.kill(rank1, signal.SIGKILL)
-    out, err = proc.communicate(timeout=120)
+    proc.communicate(timeout=120)
     assert time.monotonic() - killed < 60  # no hang on the collective rank 1 will never join
     assert proc.returncode == 1
     info = json.loads((run / "run.json").read_text())

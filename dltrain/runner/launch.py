@@ -79,7 +79,10 @@ def _after_failure(run_dir: RunDir, failed) -> int:
         return first.exitcode if first.exitcode > 0 else Exit.FAILED
     status = RunStatus.read(info.get("status"))
     rank, failure = failed.get_first_failure()
-    if status in (RunStatus.RUNNING, RunStatus.FAILED) or (rank != 0 and status is RunStatus.INTERRUPTED):
+    if status is RunStatus.INTERRUPTED:  # the ranks agreed on a signal sent to a worker: its code (130 or 143)
+        own = failed.failures.get(0)
+        return own.exitcode if own is not None and own.exitcode > 0 else Exit.SIGTERM
+    if status is RunStatus.RUNNING or (status is RunStatus.FAILED and rank != 0):
         how = (f"killed by {failure.signal_name()}" if failure.exitcode < 0
                else f"exit code {failure.exitcode}")
         reason = f"rank {rank} of {_world(info)} failed first ({how})"

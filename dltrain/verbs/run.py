@@ -27,8 +27,8 @@ def run(arguments: list[str], runs_dir: Path, seeds: int, batch: str | None, con
     if several:
         planned = plan(recipes, overrides, seeds)
         return run_batch(planned, runs_dir, batch_name(planned, batch, runs_dir), console, sys.argv)
-    from dltrain.features.progress import reporter_for
     from dltrain.builder.objects import load_checked
+    from dltrain.features.progress import reporter_for
     from dltrain.runner.execute import execute
     from dltrain.views.result import print_result
 
