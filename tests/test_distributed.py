@@ -36,11 +36,13 @@ def digits_recipe(**train) -> dict:
             "train": {"epochs": 5, **train}}
 
 
-def launcher(recipe: Path, runs: Path, *extra: str) -> subprocess.Popen:
+def launcher(recipe: Path, runs: Path, *, torchrun: bool = False) -> subprocess.Popen:
+    """`dltrain run RECIPE --nproc 2`, or (torchrun=True) torchrun itself starting `dltrain run RECIPE`."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **ONE_THREAD}
-    return subprocess.Popen([sys.executable, "-m", "dltrain", "run", str(recipe), "--nproc", "2", "--runs-dir",
-                             str(runs), *extra], cwd=recipe.parent, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    command = (["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "dltrain", "run",
+                str(recipe)] if torchrun else ["-m", "dltrain", "run", str(recipe), "--nproc", "2"])
+    return subprocess.Popen([sys.executable, *command, "--runs-dir", str(runs)], cwd=recipe.parent, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def curve(run: Path) -> list[dict]:
@@ -62,11 +64,13 @@ def assert_same_curve(a: list[dict], b: list[dict]) -> float:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    """The same recipe (early stopping on, best weights restored) on 2 processes and on 1."""
+    """The same recipe (early stopping on, best weights restored) on 2 processes and on 1. The 2 are
+    started by torchrun itself (the other tests start them with --nproc): the workers find their
+    ranks in its environment."""
     root = tmp_path_factory.mktemp("pair")
     recipe = write_recipe(root / "dp.yaml", digits_recipe(
         epochs=12, early_stopping={"monitor": "val_loss", "patience": 1, "min_delta": 0.02, "restore_best": True}))
-    proc = launcher(recipe, root / "two")
+    proc = launcher(recipe, root / "two", torchrun=True)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert dltrain("run", recipe, "--runs-dir", root / "one") == 0
@@ -91,7 +95,7 @@ def test_one_run_directory_records_the_world(pair, tmp_path):
     info = json.loads((runs[0] / "run.json").read_text())
     assert info["distributed"]["world_size"] == 2 and info["distributed"]["backend"] == "gloo"
     assert sum(info["distributed"]["ranks_per_host"].values()) == 2
-    assert "--nproc" in info["command"]  # the command the user typed, not a worker's
+    assert info["command"][1:3] == ["run", str(runs[0].parents[1] / "dp.yaml")]  # what torchrun ran
     assert out.count("early_stopped") == 1  # one result printed: rank 0's
     saved = torch.load(runs[0] / "checkpoints" / "last.pt", weights_only=False)
     assert not any(name.startswith("module.") for name in saved["learner"]["model"])  # the plain names
@@ -111,6 +115,7 @@ def test_sigterm_to_the_launcher_checkpoints_and_resumes_on_one_process(tmp_path
     (run,) = run_dirs(tmp_path / "runs")
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "interrupted" and "SIGTERM" in info["stop_reason"]
+    assert "--nproc" in info["command"]  # the command the user typed, not a worker's
     assert json.loads((run / "summary.json").read_text())["epochs"] < 10
     # resumed on 1 process, it ends as the uninterrupted 1-process run (a mid-epoch checkpoint: the
     # epoch's running sums in it are both ranks')
