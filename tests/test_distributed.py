@@ -1,7 +1,7 @@
 """Data-parallel runs on torch.distributed (gloo, CPU), launched by `dltrain run --nproc 2` (through
-torchrun's launcher) or by torchrun itself: the same curve as one process with the same global batch, one run directory,
-resumable on one process, SIGTERM to the launcher checkpoints every rank, a dead rank fails the
-run by name. Each launch starts three interpreters (the launcher and two workers): 10-15 s here."""
+torchrun's launcher) or by torchrun itself: the same curve as one process with the same global
+batch, one run directory, resumable on one process, SIGTERM to the launcher checkpoints every
+rank, a dead rank fails the run by name. Each launch starts three interpreters (the launcher and two workers): 10-15 s here."""
 
 from __future__ import annotations
 

@@ -197,9 +197,13 @@ class Learner:
         """The model without its torch.compile and DistributedDataParallel wrappers (its state_dict
         keys are the plain names, so a checkpoint loads whatever the number of processes)."""
         model = self.model
-        while hasattr(model, "_orig_mod") or isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            model = getattr(model, "_orig_mod", None) or model.module
-        return model
+        while True:
+            if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+                model = model.module
+            elif hasattr(model, "_orig_mod"):
+                model = model._orig_mod
+            else:
+                return model
 
     def state_dict(self) -> dict:
         return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
