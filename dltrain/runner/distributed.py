@@ -10,8 +10,8 @@ one process would record.
 Rank 0 owns the run directory and every recording feature; the other ranks (followers) keep none.
 Decisions are rank 0's and are shared at agreement points, after every optimizer step and every
 epoch's end (`Ranks.agree`, called by the loop through FitState.agree): a stop signal any rank
-received, and a StopTraining one of rank 0's callbacks raised (early stopping, divergence, a
-sweep's pruner), which waits for the next agreement point so that every rank leaves the loop at
+received, and a StopTraining one of rank 0's callbacks raised (early stopping, divergence),
+which waits for the next agreement point so that every rank leaves the loop at
 the same step. The agreement travels on a gloo group of its own, on the CPU: with nccl it would
 cost a host sync per step.
 """
