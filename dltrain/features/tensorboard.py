@@ -90,7 +90,7 @@ class TensorBoard(Callback):
             if extra in logs:
                 train.add_scalar(OPTIMIZER + extra, logs[extra], epoch)
         if self.histograms:
-            for name, param in state.learner.model.named_parameters():
+            for name, param in state.learner.module.named_parameters():
                 train.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch)
         if time.monotonic() - self.last_flush >= self.FLUSH_SECONDS:
             for writer in self.writers.values():

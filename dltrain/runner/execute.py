@@ -36,7 +36,8 @@ def _versions() -> dict:
 
 
 def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] | None = None,
-            batch: str | None = None, resume=None, pruning=None, run_info: dict | None = None, settles: bool = False) -> RunResult:
+            batch: str | None = None, resume=None, pruning=None, run_info: dict | None = None, settles: bool = False,
+            ranks=None) -> RunResult:
     """Build, create the run directory, train, test, and write the summary.
     `reporter` shows progress (the `progress` feature); `batch` names the batch this run belongs to
     (`dltrain run A B --seeds N`), kept in run.json. `resume` (a resume.ResumePoint) continues that
@@ -44,23 +45,30 @@ def execute(recipe: Recipe, runs_root: Path, *, reporter=None, argv: list[str] |
     is a sweep trial's callback (the `sweep_pruning` feature); `run_info` adds fields to run.json
     (a sweep's tag: {name, trial, params}). `settles`: this run's exit code is the
     command's (one `dltrain run`, `dltrain resume`): once its records are written, no signal may
-    change it (core.signals.settle)."""
+    change it (core.signals.settle). `ranks` (runner/distributed.Ranks): this process is one rank of
+    a data-parallel run; rank 0 records it, the others only train (their RunResult has no run)."""
     from dltrain.builder.training import build_learner, determinism
     from dltrain.rundir.lock import RunLock
 
     with determinism(recipe):
         built = build(recipe)  # every recipe and data error is raised before anything is written
         learner = build_learner(built)
+        if ranks is not None:
+            ranks.wrap(built, learner)
+            if not ranks.is_writer:
+                return _follow(built, learner, ranks, settles)
+            run_info = {**(run_info or {}), "distributed": ranks.describe()}
         given = {"progress": reporter, "sweep_pruning": pruning}
         if resume is not None:
             return _train_and_record(resume.run, built, learner, given, argv, resume, batch, run_info, settles)
-        run = RunDir(new_run_dir(Path(runs_root), built.recipe.name))
+        chosen = ranks.run_dir if ranks is not None else None  # `dltrain run --nproc` made it, empty
+        run = RunDir(chosen or new_run_dir(Path(runs_root), built.recipe.name))
         with RunLock.acquire(run.path):  # this run's own lock: released here, once
-            return _train_and_record(run, built, learner, given, argv, None, batch, run_info, settles)
+            return _train_and_record(run, built, learner, given, argv, None, batch, run_info, settles, ranks)
 
 
 def _train_and_record(run: RunDir, built: Built, learner, given: dict, argv, resume, batch: str | None,
-                      run_info: dict | None, settles: bool) -> RunResult:
+                      run_info: dict | None, settles: bool, ranks=None) -> RunResult:
     from dltrain.builder.features import build_callbacks
     from dltrain.builder.training import build_fit_state
     from dltrain.core.signals import settle, stop_signals
@@ -83,6 +91,8 @@ def _train_and_record(run: RunDir, built: Built, learner, given: dict, argv, res
         earlier_wall = run.info.get("wall_time_s") or 0.0
 
     callbacks = build_callbacks(built, run, resumed=resume is not None, given=given)
+    if ranks is not None:
+        callbacks = ranks.callbacks(callbacks)
     state = build_fit_state(built, learner, callbacks)
     if resume is not None:
         from dltrain.runner.resume import restore
@@ -95,12 +105,11 @@ def _train_and_record(run: RunDir, built: Built, learner, given: dict, argv, res
                                 "step": state.step, "command": command, **(resume.extended or {})}])
 
     with stop_signals() as request:
-        state.stop_request = request
+        state.stop_request = request if ranks is None else ranks.agreed_stop(request)
+        state.agree = ranks.agree if ranks is not None else None
         status, reason, error = _fit(state, learner, built, run)
         request.finishing = True  # from here on a signal is only noted: the records must be written
-        test = {}
-        if status.finished and built.loaders["test"] is not None:
-            test = {f"test_{k}": v for k, v in learner.evaluate(built.loaders["test"]).items()}
+        test = _test(learner, built, status, ranks)
         wall = earlier_wall + time.time() - started
         summary = _summary(state, built, test, wall, status)
         run.write_summary(summary)
@@ -110,10 +119,37 @@ def _train_and_record(run: RunDir, built: Built, learner, given: dict, argv, res
                             error=error)
         fire(state.callbacks, "on_run_end", state, summary)
         # interrupted: the signal's own code (130 or 143)
-        exit_code = request.exit_code if status is RunStatus.INTERRUPTED else status.exit_code
+        exit_code = state.stop_request.exit_code if status is RunStatus.INTERRUPTED else status.exit_code
         if settles:
             settle(exit_code)
     return RunResult(run, status, reason, summary, exit_code)
+
+
+def _follow(built: Built, learner, ranks, settles: bool) -> RunResult:
+    """A rank other than 0 of a data-parallel run: the same fit and test pass, no callback but
+    the ranks' own, nothing written (rank 0 records the run)."""
+    from dltrain.builder.training import build_fit_state
+    from dltrain.core.signals import settle, stop_signals
+
+    state = build_fit_state(built, learner, ranks.callbacks([]))
+    with stop_signals() as request:
+        state.stop_request, state.agree = ranks.agreed_stop(request), ranks.agree
+        status, reason, _ = _fit(state, learner, built, None)
+        request.finishing = True
+        _test(learner, built, status, ranks)
+        exit_code = state.stop_request.exit_code if status is RunStatus.INTERRUPTED else status.exit_code
+        if settles:
+            settle(exit_code)
+    return RunResult(None, status, reason, {}, exit_code)
+
+
+def _test(learner, built: Built, status: RunStatus, ranks) -> dict:
+    """The test split's metrics when the run finished (every rank takes part in a data-parallel run)."""
+    if not status.finished or built.loaders["test"] is None:
+        return {}
+    if ranks is not None:
+        ranks.share_weights(learner)  # rank 0's early stopping may have put its best weights back
+    return {f"test_{k}": v for k, v in learner.evaluate(built.loaders["test"]).items()}
 
 
 def _fit(state, learner, built: Built, run: RunDir) -> tuple[RunStatus, str, str | None]:
@@ -127,8 +163,9 @@ def _fit(state, learner, built: Built, run: RunDir) -> tuple[RunStatus, str, str
         return RunStatus.INTERRUPTED, f"stopped at once by the user at epoch {state.epoch + 1}, step {state.step}", None
     except Exception as exc:  # the run directory must say how it failed
         error = traceback.format_exc()
-        with contextlib.suppress(OSError):
-            write_text(run.error_file, error)
+        if run is not None:  # None: a follower rank of a data-parallel run, which writes nothing
+            with contextlib.suppress(OSError):
+                write_text(run.error_file, error)
         return RunStatus.FAILED, f"{type(exc).__name__}: {exc}", error
     return RunStatus(state.stop.status), state.stop.reason, None
 

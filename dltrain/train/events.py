@@ -65,6 +65,9 @@ class FitState:
     progress: Any = None  # EpochProgress of the epoch under way (None between epochs)
     checkpoint_every_steps: int = 0  # 0: checkpoints at epoch ends only
     stop_request: Any = None  # signals.StopRequest: set by SIGINT/SIGTERM, read after every step
+    # distributed runs (runner/distributed.py): called on every rank after every optimizer step and
+    # every epoch's end; the ranks agree there on a stop signal and on a StopTraining rank 0 decided
+    agree: Any = None
 
     @property
     def stop_requested(self) -> bool:

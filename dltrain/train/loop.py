@@ -62,6 +62,11 @@ class Learner:
         self.generator = generator  # drives the data order; saved with checkpoints
         self.augment = augment  # optional callable x -> x for training batches (data.augment); has state_dict()
         self.units = units  # standardized regression targets: epoch metrics in the data's units
+        # data parallelism (runner/distributed.py) sets these two: the model evaluation runs (the
+        # model unwrapped from DistributedDataParallel, whose forward may hold collectives), and
+        # `reduce`, which sums a float64 tensor over the ranks in place so metrics cover every shard
+        self.eval_model = None
+        self.reduce = None
         self.device = next(model.parameters()).device
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.weights = [p for p in self.params if p.ndim > 1]
@@ -134,6 +139,9 @@ class Learner:
                 p.penalty_sum += penalty.detach()
             if self.grad_accumulation > 1:  # x / 1 == x: skip a kernel launch per step
                 total = total / self.grad_accumulation
+            share = loader.share(i)  # a rank's part of the batch, relative to an even split: 1 unless sharded
+            if share != 1.0:
+                total = total * share  # so the ranks' averaged gradients are the whole batch's mean
             self.scaler.scale(total).backward()
             p.pending.append(loss.detach())
             p.sums.update(loss, output, y)
@@ -152,11 +160,13 @@ class Learner:
                 if log_now:
                     self._log(state, p.pending, p.pending_steps)
                 p.batch = i + 1
+                if state.agree is not None:  # distributed: the ranks agree on stopping after every step
+                    state.agree(state)
                 if state.checkpoint_due(last_batch=i == n_batches - 1):
                     checkpoint_here(state)
         if p.pending:
             self._log(state, p.pending, p.pending_steps)
-        logs = p.sums.compute()
+        logs = p.sums.compute(self.reduce)
         if p.norm_count:
             logs["grad_norm"] = p.norm_sum.item() / p.norm_count
         if self.penalty:
@@ -173,19 +183,29 @@ class Learner:
 
     @torch.no_grad()
     def evaluate(self, loader) -> dict[str, float]:
-        self.model.eval()
+        model = self.model if self.eval_model is None else self.eval_model
+        model.eval()
         sums = MetricSums(self.task, self.device, self.units)
         for x, y in loader:
             with self.autocast():
-                output = self.model(x)
+                output = model(x)
                 loss = self.loss_fn(output, y)
             sums.update(loss, output, y)
-        return sums.compute()
+        sharded = getattr(loader, "world", 1) > 1  # each rank holds a part: sum the parts (an unsharded pass is whole)
+        return sums.compute(self.reduce if sharded else None)
 
     @property
     def module(self):
-        """The model without a torch.compile wrapper (its state_dict keys are the plain names)."""
-        return getattr(self.model, "_orig_mod", self.model)
+        """The model without its torch.compile and DistributedDataParallel wrappers (its state_dict
+        keys are the plain names, so a checkpoint loads whatever the number of processes)."""
+        model = self.model
+        while True:
+            if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+                model = model.module
+            elif hasattr(model, "_orig_mod"):
+                model = model._orig_mod
+            else:
+                return model
 
     def state_dict(self) -> dict:
         return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -229,6 +249,8 @@ def fit(learner: Learner, train_loader, val_loader, state: FitState) -> FitState
             learner.schedule.step_epoch(logs)
             state.history.append(logs)
             fire(callbacks, "on_epoch_end", state, logs)
+            if state.agree is not None:  # distributed: rank 0's callbacks decide whether to go on
+                state.agree(state)
     except StopTraining as stop:
         state.stop = stop
     finally:

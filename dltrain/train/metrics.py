@@ -74,12 +74,26 @@ class MetricSums:
         self.extra += (predicted == target).sum()
         self.outputs, self.targets = [], []
 
-    def compute(self) -> dict[str, float]:
+    def _totals(self) -> torch.Tensor:
+        """[sample count, loss sum, extra...] as one float64 tensor (counts are exact below 2**53)."""
         self._fold()
-        if self.count == 0:
-            return {}
-        n = float(self.count)
-        values = torch.cat([self.loss_sum.reshape(1), self.extra.reshape(-1).double()]).tolist()  # the one host sync
+        count = torch.full((1,), float(self.count), dtype=torch.float64, device=self.loss_sum.device)
+        return torch.cat([count, self.loss_sum.reshape(1), self.extra.reshape(-1).double()])
+
+    def compute(self, reduce=None) -> dict[str, float]:
+        """The metrics of the batches seen. `reduce` (data-parallel runs) sums a float64 tensor over
+        the ranks in place: the metrics are then those of every rank's batches together."""
+        if reduce is None:
+            self._fold()
+            if self.count == 0:
+                return {}
+            values = [float(self.count), *torch.cat([self.loss_sum.reshape(1),
+                                                     self.extra.reshape(-1).double()]).tolist()]  # the one host sync
+        else:
+            values = reduce(self._totals()).tolist()
+            if values[0] == 0:
+                return {}
+        n, values = values[0], values[1:]
         out = {"loss": values[0] / n}
         if self.task == "classification":
             out["accuracy"] = values[1] / n
@@ -89,6 +103,17 @@ class MetricSums:
             if self.units is not None and self.units.loss in ("mse", "mae"):
                 out["loss"] = values[2] / n if self.units.loss == "mse" else values[1] / n
         return out
+
+    def merge_into_first(self, reduce, first: bool) -> None:
+        """Sum every rank's sums into the first rank's and empty the others' (before a mid-epoch
+        checkpoint, which the first rank writes: it then holds the whole epoch's sums so far, and
+        later `compute(reduce)` calls still count every batch once)."""
+        totals = reduce(self._totals())
+        if not first:
+            totals.zero_()
+        self.count = int(totals[0].item())
+        self.loss_sum = totals[1].clone()
+        self.extra = totals[2:].to(self.extra.dtype).reshape(self.extra.shape).clone()
 
     def state_dict(self) -> dict:
         """For a mid-epoch checkpoint (EpochProgress): the sums exactly as they stand."""

@@ -10,8 +10,11 @@ from pathlib import Path
 def resume(run: Path, overrides: list[str], runs_dir: Path, console) -> int:
     from dltrain.features.progress import reporter_for
     from dltrain.runner.execute import execute
+    from dltrain.runner.distributed import refuse_under_torchrun
     from dltrain.runner.resume import extension_override, prepare_resume
     from dltrain.views.result import print_result
+
+    refuse_under_torchrun("`dltrain resume`")
 
     point, recipe = prepare_resume(run, runs_dir, extension_override(overrides))
     console.print(f"resuming {point.run.path} from checkpoints/{point.source}: epoch {point.checkpoint['epoch']}, "
