@@ -39,6 +39,7 @@ class TrainSpec(Spec):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast mixed precision
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # torch.use_deterministic_algorithms(True)
+    checkpoint_interval: NonNegativeFloat = 60.0  # seconds between checkpoints (0: at every epoch's end)
     checkpoint_every_steps: PositiveInt | None = None  # also checkpoint mid-epoch every N optimizer steps
 
     @field_validator("early_stopping", mode="before")

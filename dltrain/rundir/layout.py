@@ -16,9 +16,9 @@ ERROR = "error.txt"  # the traceback of a failed run
 LOCK = "run.lock"  # while a process trains in the run directory (rundir.lock)
 
 CHECKPOINTS = "checkpoints"  # the folder of the three below
-LAST = "last.pt"  # after every epoch (and at step checkpoints)
+LAST = "last.pt"  # every train.checkpoint_interval seconds, at the end, at a stop signal
 PREVIOUS = "previous.pt"  # the last.pt it replaced: the fallback when last.pt is unreadable
-BEST = "best.pt"  # at the best epoch of the monitored metric
+BEST = "best.pt"  # the best epoch's weights, written with the next checkpoint
 
 # TensorBoard event folders; the run's HParams session is written at the top of the run directory
 TRAIN_EVENTS = "train"
