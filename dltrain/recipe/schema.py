@@ -71,6 +71,7 @@ class LogSpec(Spec):
     histograms: bool = False  # weight and gradient histograms each epoch
     diagnostics: bool = True  # per-layer health statistics and non-finite forensics (docs/diagnostics.md)
     diagnostics_every: PositiveInt = 100  # optimizer steps between per-layer statistics
+    diagnostics_budget: PositiveFloat = 0.03  # diagnostics' share of training time (docs/diagnostics.md)
     train_eval: bool = False  # also evaluate the training split in eval mode each epoch: train_eval_* columns
     progress: Literal["bar", "epochs", "none"] = "bar"  # while training: live line + epoch lines, epoch lines, nothing
 
