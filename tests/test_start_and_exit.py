@@ -54,3 +54,12 @@ def test_exit_now_waits_for_working_threads_and_runs_exit_handlers(tmp_path):
     assert done.returncode == 3
     assert (tmp_path / "late.txt").read_text() == "complete"
     assert done.stdout == "last lineexit handler ran\n"
+
+
+def test_the_tensorboard_command_is_printed_only_for_a_run_with_event_files(cli, tmp_path):
+    for tensorboard in (False, True):
+        recipe = write_recipe(tmp_path / f"r{tensorboard}.yaml", tiny_recipe(train={"epochs": 1},
+                                                                             log={"tensorboard": tensorboard}))
+        result = cli("run", recipe, "--runs-dir", tmp_path / f"runs{tensorboard}")
+        assert result.code == 0
+        assert ("tensorboard --logdir" in result.out) is tensorboard

@@ -25,6 +25,7 @@ TRAIN_EVENTS = "train"
 VALIDATION_EVENTS = "validation"
 DIAGNOSTICS_EVENTS = "diagnostics"
 SESSION_EVENTS = "."
+EVENT_FILES = "events.out.tfevents.*"  # what TensorBoard writes into each of them
 
 DIAGNOSTICS = "diagnostics.jsonl"  # per-layer statistics, one JSON object per line
 FORENSICS = "forensics.json"  # a diverged run's first non-finite layer and what led there
