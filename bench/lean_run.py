@@ -40,13 +40,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overhead import BATCH, Baton, BlockClock, hand_epoch, recipe_for, timed_block  # noqa: E402
+from overhead import BATCH, Baton, BlockClock, hand_epoch, recipe_for, timed_block
 
-from dltrain.builder.features import build_callbacks  # noqa: E402
-from dltrain.builder.objects import build  # noqa: E402
-from dltrain.builder.training import build_fit_state, build_learner  # noqa: E402
-from dltrain.rundir.writer import RunDir, new_run_dir  # noqa: E402
-from dltrain.train.loop import fit  # noqa: E402
+from dltrain.builder.features import build_callbacks
+from dltrain.builder.objects import build
+from dltrain.builder.training import build_fit_state, build_learner
+from dltrain.rundir.writer import RunDir, new_run_dir
+from dltrain.train.loop import fit
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import run_dirs, tiny_recipe, write_recipe
+
 from dltrain.rundir.writer import RunDir
 
 

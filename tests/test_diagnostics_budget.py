@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_dirs, tiny_recipe, write_recipe
 from torch import nn
 
-from conftest import run_dirs, tiny_recipe, write_recipe
 from dltrain.features import diagnostics
 from dltrain.features.diagnostics import Budget, histogram_edges
 
@@ -83,8 +83,8 @@ def test_an_exploding_regression_records_its_histograms_instead_of_failing(tmp_p
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from dltrain.components.schedules import LRSchedule, constant
-    from dltrain.features.diagnostics import Diagnostics
     from dltrain.data.loader import ArrayLoader
+    from dltrain.features.diagnostics import Diagnostics
     from dltrain.rundir.writer import RunDir
     from dltrain.train.events import FitState
     from dltrain.train.loop import Learner, fit

@@ -16,6 +16,7 @@ from torch import nn
 
 from dltrain.features.registry import ALWAYS, FEATURES, GIVEN, Features
 from dltrain.train.events import EVENTS, Callback, FitState, StepEnd
+
 UNLIMITED = 1e9  # a diagnostics budget every reading fits in
 
 EVERYTHING_ON = tiny_recipe(train={"epochs": 2, "early_stopping": {"monitor": "val_loss", "patience": 5}},

@@ -58,7 +58,7 @@ def bundled_file(name: str) -> Path:
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
         raise DataError("the bundled datasets come with scikit-learn, which is not installed (pip install scikit-learn)")
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / name
 
 
 def _digits_arrays() -> Arrays:
