@@ -17,6 +17,8 @@ from torch import nn
 from dltrain.features.registry import ALWAYS, FEATURES, GIVEN, Features
 from dltrain.train.events import EVENTS, Callback, FitState, StepEnd
 
+UNLIMITED = 1e9  # a diagnostics budget every reading fits in
+
 EVERYTHING_ON = tiny_recipe(train={"epochs": 2, "early_stopping": {"monitor": "val_loss", "patience": 5}},
                             log={"tensorboard": True, "histograms": True, "diagnostics": True})
 
@@ -188,7 +190,8 @@ def test_diagnostics_gets_update_norms_from_a_plain_optimizer_that_nobody_hooks(
     train, val = _loaders()
     x, y = next(iter(train))
     fit(learner, train, val, FitState(learner=learner, epochs=1,
-                                      callbacks=[Diagnostics(RunDir(tmp_path), (x, y), every=2, tensorboard=False)]))
+                                      callbacks=[Diagnostics(RunDir(tmp_path), (x, y), every=2, tensorboard=False,
+                                                                  budget=UNLIMITED)]))
     assert "step" not in vars(optimizer)  # the optimizer's own step, not a patched one
     steps = [r for r in read_jsonl(tmp_path / RECORDS_FILE) if r["kind"] == "step"]
     assert [r["step"] for r in steps] == [2, 4, 6]
@@ -211,7 +214,8 @@ def test_an_update_norm_is_the_norm_of_the_steps_change_of_the_weights(tmp_path)
     train, _ = _loaders()
     x, y = next(iter(train))
     fit(learner, train, None, FitState(learner=learner, epochs=1,
-                                       callbacks=[Diagnostics(RunDir(tmp_path), (x, y), every=3, tensorboard=False)]))
+                                       callbacks=[Diagnostics(RunDir(tmp_path), (x, y), every=3, tensorboard=False,
+                                                                   budget=UNLIMITED)]))
     (first, *_) = [r for r in read_jsonl(tmp_path / RECORDS_FILE) if r["kind"] == "step"]
     last = first["layers"][-1]  # one weight matrix, no bias
     assert last["update_ratio"] * last["weight_norm"] == pytest.approx(0.1 * last["grad_norm"], rel=1e-4)

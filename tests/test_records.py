@@ -70,3 +70,21 @@ def test_best_checkpoint_is_byte_for_byte_the_last_checkpoint_of_the_best_epoch(
     assert (run / "checkpoints/best.pt").read_bytes() == (run / "checkpoints/last.pt").read_bytes()
     best = torch.load(run / "checkpoints/best.pt", weights_only=True)
     assert best["epoch"] == 3 and decode_history(best["history"])[-1]["epoch"] == 3
+
+
+def test_metrics_csv_is_rewritten_on_a_time_budget_and_complete_at_the_end(cli, tmp_path, monkeypatch):
+    from dltrain.features.metrics_file import MetricsFile
+    from dltrain.rundir.writer import RunDir
+
+    rewrites = []
+    real = RunDir.write_metrics
+    monkeypatch.setattr(RunDir, "write_metrics", lambda self, rows, **kw: (rewrites.append(len(rows)),
+                                                                             real(self, rows, **kw))[1])
+    for seconds, expected in ((0.0, [1, 2, 3, 4, 4]), (1e9, [1, 4])):  # every epoch; the first and the end
+        monkeypatch.setattr(MetricsFile, "WRITE_SECONDS", seconds)
+        rewrites.clear()
+        recipe = write_recipe(tmp_path / f"r{seconds}.yaml", tiny_recipe(train={"epochs": 4}))
+        assert cli("run", recipe, "--runs-dir", tmp_path / f"runs{seconds}").code == 0
+        assert rewrites == expected
+        (run,) = run_dirs(tmp_path / f"runs{seconds}")
+        assert len((run / "metrics.csv").read_text().splitlines()) == 5  # header and 4 rows

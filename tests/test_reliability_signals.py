@@ -175,7 +175,7 @@ def test_a_second_signal_outside_a_write_stops_at_once():
 
 def test_list_and_show_call_a_killed_run_killed_and_say_how_to_resume_it(cli, tmp_path):
     """run.json of a SIGKILLed run still says `running`; its process is gone from this host (issue 12, bug 6)."""
-    recipe = write_recipe(tmp_path / "long.yaml", tiny_recipe(train={"epochs": 10_000}, log={"tensorboard": False,
+    recipe = write_recipe(tmp_path / "long.yaml", tiny_recipe(train={"epochs": 10_000, "checkpoint_interval": 0}, log={"tensorboard": False,
                                                                                           "diagnostics": False}))
     proc = start_run(recipe, tmp_path / "runs")
     run = wait_for_checkpoint(proc, tmp_path / "runs")

@@ -67,9 +67,10 @@ def target_units(built: Built):
 
 
 def build_fit_state(built: Built, learner, callbacks: list):
-    """The FitState fit() starts from: planned epochs, the callbacks, the step checkpoint interval."""
+    """The FitState fit() starts from: planned epochs, the callbacks, when checkpoints are due."""
     from dltrain.train.events import FitState
 
     train = built.recipe.train
     return FitState(learner=learner, epochs=train.epochs, callbacks=callbacks,
-                    checkpoint_every_steps=train.checkpoint_every_steps or 0)
+                    checkpoint_every_steps=train.checkpoint_every_steps or 0,
+                    checkpoint_interval=train.checkpoint_interval)

@@ -58,15 +58,15 @@ def _keep_classes(x, y, classes: list[int]):
 
 def _split(x, y, fraction: float, seed: int, stratify: bool):
     """Seeded split; stratified for classification so rare classes appear on both sides."""
-    from sklearn.model_selection import train_test_split
+    from dltrain.data.split import split_indices
     if fraction <= 0:
         return x, y, x[:0], y[:0]
     strat = y if stratify and np.min(np.bincount(y)) >= 2 else None
     n_take = max(1, round(len(x) * fraction))
     if strat is not None and n_take < len(np.unique(y)):
         strat = None  # too few samples to put every class on both sides
-    x_rest, x_take, y_rest, y_take = train_test_split(x, y, test_size=n_take, random_state=seed, stratify=strat)
-    return x_rest, y_rest, x_take, y_take
+    rest, take = split_indices(len(x), n_take, seed, strat)
+    return x[rest], y[rest], x[take], y[take]
 
 
 def prepare(spec: DataSpec, seed: int, images: bool = False) -> DataBundle:

@@ -51,10 +51,28 @@ for _name, _loader, _description in BUNDLED[1:]:
     register(_name, description=_description)(_bundled(_loader))
 
 
+def bundled_file(name: str) -> Path:
+    """A data file scikit-learn ships (sklearn/datasets/data/NAME), found without importing
+    scikit-learn (which imports SciPy: most of a run's start-up)."""
+    import importlib.util
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the bundled datasets come with scikit-learn, which is not installed (pip install scikit-learn)")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / name
+
+
+def _digits_arrays() -> Arrays:
+    """load_digits' data, read as it reads it: digits.csv.gz, 64 pixel columns and the label."""
+    import gzip
+    with gzip.open(bundled_file("digits.csv.gz"), "rt") as handle:
+        data = np.loadtxt(handle, delimiter=",")
+    return _classification(data[:, :-1], data[:, -1].astype(int), np.arange(10))
+
+
 @register("digits", description=BUNDLED[0][2] + "; as 1x8x8 images for an architecture that takes images "
                                                 "(as_images: auto), or always (true) or never (false)")
 def digits(seed, /, *, as_images: bool | Literal["auto"] = "auto"):
-    arrays = _bundled("load_digits")(seed)
+    arrays = _digits_arrays()
     if as_images is True:
         arrays.x = arrays.x.reshape(-1, 1, 8, 8)  # (N, 64) -> (N, C=1, H=8, W=8)
     elif as_images == "auto":

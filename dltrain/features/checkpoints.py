@@ -82,8 +82,13 @@ def checkpoint_state(state: FitState, history: HistoryText | None = None) -> dic
 
 
 class Checkpointer(Callback):
-    """checkpoints/last.pt every epoch (and at on_checkpoint: every N steps, or on a stop signal),
-    the one it replaces kept as previous.pt; best.pt when the monitored metric improves.
+    """checkpoints/last.pt on a time budget: at the first epoch's end or optimizer step (the loop's
+    checkpoint_due) after `train.checkpoint_interval` seconds since the last one (every epoch's
+    end when it is 0), every `train.checkpoint_every_steps` steps when set, on a stop signal, and
+    at the run's end (the loop's final on_checkpoint); the one it replaces kept as previous.pt.
+    best.pt holds the best epoch's weights: when the monitored metric improves at an epoch that is
+    not checkpointed, a copy of the weights is kept in memory and written with the next checkpoint
+    (the same file as last.pt when the best epoch is the checkpointed one).
     Never after a divergence: a checkpoint holding non-finite weights is worse than none.
     Put it after every other stateful callback: its snapshot must see their epoch-end updates."""
 
@@ -91,25 +96,45 @@ class Checkpointer(Callback):
         self.run = run
         self.monitor = Monitor(monitor, mode, min_delta)
         self.history = HistoryText()
+        self.best: dict | None = None  # the best epoch's weights not yet in best.pt (from best_copy)
+        self.best_copy = BestCopy()
+        self.saved: tuple[int, int] | None = None  # (epoch, step) last.pt was written at
 
-    def _save_last(self, payload: dict, best: bool = False) -> None:
+    def on_fit_start(self, state: FitState) -> None:
+        state.checkpoint_written()  # the first interval counts from the start of training
+
+    def _save(self, state: FitState) -> None:
         # serialized now, written by the run's background writer (on_fit_end waits for it)
-        self.run.save_checkpoint(layout.LAST, payload, previous=layout.PREVIOUS, also=layout.BEST if best else None,
-                                 later=True)
+        best_is_now = (self.best is not None and state.progress is None
+                       and (self.best["epoch"], self.best["step"]) == (state.epoch, state.step))
+        if self.best is not None and not best_is_now:
+            self.run.save_checkpoint(layout.BEST, self.best, later=True)
+        self.best = None
+        self.run.save_checkpoint(layout.LAST, checkpoint_state(state, self.history), previous=layout.PREVIOUS,
+                                 also=layout.BEST if best_is_now else None, later=True)
+        self.saved = (state.epoch, state.step)
+        state.checkpoint_written()
 
     def on_checkpoint(self, state: FitState) -> None:
+        if self.saved == (state.epoch, state.step):
+            return  # the final checkpoint of a run whose last epoch's end wrote one
         weights = [p.detach() for p in state.learner.params]
         if weights and not bool(torch.stack([torch.isfinite(w).all() for w in weights]).all()):
             return  # one host sync, only at checkpoint time; the non-finite guard ends the run
-        self._save_last(checkpoint_state(state, self.history))
+        self._save(state)
 
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
         if not all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
             return  # the non-finite guard stops this run; keep the last good checkpoint
-        improved = self.monitor.update(read_metric(logs, self.monitor.name), state.epoch)
-        self._save_last(checkpoint_state(state, self.history), best=improved)
+        if self.monitor.update(read_metric(logs, self.monitor.name), state.epoch):
+            self.best = self.best_copy.take(state)
+        if state.epoch_checkpoint_due():
+            self._save(state)
 
     def on_fit_end(self, state: FitState) -> None:
+        if self.best is not None:  # a run that ends without a final checkpoint (diverged, failed) keeps its best
+            self.run.save_checkpoint(layout.BEST, self.best, later=True)
+            self.best = None
         self.run.wait_for_writes()  # a stop signal's checkpoint is on disk before the process exits
 
     def state_dict(self) -> dict:
@@ -117,3 +142,24 @@ class Checkpointer(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.monitor.load_state_dict(state["monitor"])
+
+
+class BestCopy:
+    """best.pt's content when it is not last.pt's: the epoch and a copy of its weights, on the
+    training device. The copy goes into buffers kept from the last one (one foreach copy: no
+    state_dict() walk, no allocation), since an improving run improves at most epochs."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.live: list[torch.Tensor] = []
+        self.saved: list[torch.Tensor] = []
+
+    def take(self, state: FitState) -> dict:
+        if not self.names:  # a module's state tensors keep their identity: walk it once
+            weights = state.learner.module.state_dict(keep_vars=False)
+            self.names, self.live = list(weights), [t.detach() for t in weights.values()]
+            self.saved = [t.clone() for t in self.live]
+        else:
+            torch._foreach_copy_(self.saved, self.live)
+        return {"format": CHECKPOINT_FORMAT, "epoch": state.epoch, "step": state.step,
+                "learner": {"model": dict(zip(self.names, self.saved))}}

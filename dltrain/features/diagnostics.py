@@ -12,13 +12,22 @@ Costs, and why they stay small (bench/diagnostics_overhead.py measures them):
   of the training state for forensics (into buffers kept from the last copy).
 - Probe epochs (1, 2, 4, 8, ... and the end): one extra forward/backward on a fixed batch, which
   gives comparable depth profiles across epochs, and TensorBoard histograms of it.
+
+All of it runs on a time budget (`log.diagnostics_budget`, a share of the training time measured
+by the run itself): a step reading or a probe epoch that is not required is skipped while the
+time spent on diagnostics, plus that work's last measured cost, would exceed the share; so are
+the TensorBoard histograms of a probe (most of its cost) but those of initialization. Required,
+whatever they cost: the initialization probe, epochs 1 and 2 (the early epochs the verdicts and
+the growth trend compare), the end of training, and the forensics snapshots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
+import numpy as np
 import torch
 
 from dltrain.core.status import RunStatus
@@ -33,9 +42,63 @@ HISTOGRAM_BINS = 64  # 4x cheaper to write than TensorBoard's default ~1500 expo
 SNAPSHOT_EVERY = 50  # optimizer steps between forensics snapshots (and at every epoch's end)
 
 
+REQUIRED_EPOCHS = (1, 2)  # probe epochs kept whatever the budget: the verdicts' early epochs
+
+
 def is_probe_epoch(epoch: int) -> bool:
     """1, 2, 4, 8, ...: early epochs, where most changes happen, are seen closely, late ones sparsely."""
     return epoch > 0 and epoch & (epoch - 1) == 0
+
+
+class Budget:
+    """Diagnostics' share of the run's time. `timed(kind)` measures a piece of work; `allows(kind)`
+    says whether optional work of that kind fits: the time spent so far plus its last measured
+    cost within `share` of the time spent training (the time since the start, less diagnostics').
+    Not measured: the statistics an armed step's hooks compute inside its forward and backward
+    (device work, a fraction of a probe pass's)."""
+
+    def __init__(self, share: float):
+        self.share = share
+        self.started = time.perf_counter()
+        self.spent = 0.0
+        self.cost: dict[str, float] = {}  # the last measured cost of each kind of work
+        self.skipped: dict[str, int] = {}
+
+    def training(self) -> float:
+        return time.perf_counter() - self.started - self.spent
+
+    def allows(self, *kinds: str) -> bool:
+        """Optional work made of these kinds fits (a skip is counted under the last kind)."""
+        if self.spent + sum(self.cost.get(kind, 0.0) for kind in kinds) <= self.share * self.training():
+            return True
+        self.skipped[kinds[-1]] = self.skipped.get(kinds[-1], 0) + 1
+        return False
+
+    @contextlib.contextmanager
+    def timed(self, kind: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.cost[kind] = time.perf_counter() - started
+            self.spent += self.cost[kind]
+
+    def report(self) -> dict:
+        return {"seconds": round(self.spent, 4), "training_seconds": round(self.training(), 4),
+                "share": self.share, "skipped": dict(self.skipped)}
+
+
+def histogram_edges(values: np.ndarray, bins: int) -> np.ndarray | None:
+    """`bins` equal bins over the values' range, in float64, or None when a value is not finite.
+    numpy's own choice fails ("Too many bins for data range") on values that are all (nearly)
+    equal and large, as an exploding run's are: its +-0.5 around them rounds back to one number."""
+    lo, hi = float(values.min()), float(values.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    least = 1e-6 * max(abs(lo), abs(hi), 1.0)  # a width 64 bins can split at any magnitude
+    if hi - lo < least:
+        lo, hi = lo - least / 2, hi + least / 2
+    return np.linspace(lo, hi, bins + 1)
 
 
 def summary_scalars(record: dict) -> dict[str, float]:
@@ -66,8 +129,9 @@ class Diagnostics(Callback):
     """
 
     def __init__(self, run: RunDir, sample: tuple[torch.Tensor, torch.Tensor], every: int,
-                 tensorboard: bool = True, model_facts: dict | None = None):
+                 tensorboard: bool = True, model_facts: dict | None = None, budget: float = 0.03):
         self.run, self.sample, self.every, self.tensorboard = run, sample, every, tensorboard
+        self.budget = Budget(budget)
         self.model_facts = model_facts or {}
         self.state: FitState | None = None
         self.probe: Probe | None = None
@@ -87,6 +151,7 @@ class Diagnostics(Callback):
 
     def on_fit_start(self, state: FitState) -> None:
         self.state = state
+        self.budget = Budget(self.budget.share)  # training starts now
         learner = state.learner
         model = learner.module
         self.probe = Probe(model)
@@ -95,7 +160,8 @@ class Diagnostics(Callback):
                         learner.loss_fn.register_forward_pre_hook(self._before_loss)]
         if state.step == 0:
             self._probe_pass(state, "init")
-        self.recorder.snapshot(learner, state.step)
+        with self.budget.timed("snapshot"):
+            self.recorder.snapshot(learner, state.step)
 
     def on_step_end(self, state: FitState, step: StepEnd) -> None:
         if not self.step_armed:
@@ -103,8 +169,9 @@ class Diagnostics(Callback):
         if step.skipped:  # the fp16 scaler changed nothing: read the next step instead, at its new scale
             self.loss_scale = state.learner.loss_scale()
             return
-        self._disarm_step()
-        self.pending.append(self.probe.reading(state.step, state.epoch + 1, "step"))
+        with self.budget.timed("step"):
+            self._disarm_step()
+            self.pending.append(self.probe.reading(state.step, state.epoch + 1, "step"))
 
     def on_log(self, state: FitState, losses: list[tuple[int, float]]) -> None:
         bad = next(((step, value) for step, value in losses if not math.isfinite(value)), None)
@@ -112,15 +179,18 @@ class Diagnostics(Callback):
             self._diverged(state, *bad)
         self._drain()
         if state.step - self.recorder.step >= SNAPSHOT_EVERY:
-            self.recorder.snapshot(state.learner, state.step)
+            with self.budget.timed("snapshot"):
+                self.recorder.snapshot(state.learner, state.step)
 
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
-        if is_probe_epoch(state.epoch) and all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
+        if (is_probe_epoch(state.epoch) and all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss"))
+                and (state.epoch in REQUIRED_EPOCHS or self.budget.allows("probe"))):
             self._probe_pass(state, "epoch")
-        self._drain()
-        self._write()
-        # at least once an epoch, so the batches kept for a replay never span an older epoch's data
-        self.recorder.snapshot(state.learner, state.step)
+        with self.budget.timed("records"):
+            self._drain()
+            self._write()
+            # at least once an epoch, so the batches kept for a replay never span an older epoch's data
+            self.recorder.snapshot(state.learner, state.step)
 
     def on_fit_end(self, state: FitState) -> None:
         if self.probe is None:  # on_fit_start never ran (another callback failed first)
@@ -137,11 +207,9 @@ class Diagnostics(Callback):
         self._drain()
         self._write(sync=True)
         if self.writer is not None:
-            if self.probes:
-                from dltrain.views.diagnostic_figures import depth_figure
-                self.writer.add_figure("diagnostics/depth_profile", depth_figure(self.probes, f"run {self.run.path.name}"),
-                                       state.epoch)
             self.writer.close()
+        # what diagnostics cost this run: written into run.json with the run's end (the runner's next update)
+        self.run.info["diagnostics_cost"] = self.budget.report()
 
     # -- hooks on every training batch -----------------------------------------------------------
 
@@ -150,11 +218,12 @@ class Diagnostics(Callback):
             return
         step = self.state.step + 1  # the optimizer step this batch belongs to
         self.recorder.batches.append([step, args[0] if args else None, None])
-        if step % self.every == 0 and not self.step_armed:
-            self.probe.arm()
-            self.probe.remember_weights()  # as they will be right before this step's update
-            self.loss_scale = self.state.learner.loss_scale()
-            self.step_armed = True
+        if step % self.every == 0 and not self.step_armed and self.budget.allows("arm", "step"):
+            with self.budget.timed("arm"):
+                self.probe.arm()
+                self.probe.remember_weights()  # as they will be right before this step's update
+                self.loss_scale = self.state.learner.loss_scale()
+                self.step_armed = True
 
     def _before_loss(self, module, args) -> None:
         batches = self.recorder.batches
@@ -172,16 +241,19 @@ class Diagnostics(Callback):
 
     def _probe_pass(self, state: FitState, phase: str) -> None:
         learner = state.learner
-        keep = self._tensorboard() is not None
-        self.busy = True
-        try:
-            reading = probe_pass(learner.module, learner.loss_fn, *self.sample, self.probe, step=state.step,
-                                 epoch=state.epoch, keep=keep, autocast=learner.autocast, phase=phase)
-        finally:
-            self.busy = False
-        self.pending.append(reading)
-        if keep:
-            self._histograms(state.epoch)
+        with self.budget.timed("probe"):
+            keep = self._tensorboard() is not None
+            self.busy = True
+            try:
+                reading = probe_pass(learner.module, learner.loss_fn, *self.sample, self.probe, step=state.step,
+                                     epoch=state.epoch, keep=keep, autocast=learner.autocast, phase=phase)
+            finally:
+                self.busy = False
+            self.pending.append(reading)
+        if keep and (phase == "init" or self.budget.allows("histograms")):  # the first picture is kept
+            with self.budget.timed("histograms"):
+                self._histograms(state.epoch)
+        self.probe.kept_gradients, self.probe.kept_activations = {}, {}
 
     def _drain(self) -> None:
         """Copy pending readings to the host (call at points where the loop syncs anyway)."""
@@ -216,15 +288,16 @@ class Diagnostics(Callback):
         return self.writer
 
     def _histograms(self, epoch: int) -> None:
-        writer = self.writer
-        for name, module in self.probe.layer_modules.items():
-            for pname, param in module.named_parameters(recurse=False):
-                writer.add_histogram(f"weights/{name}.{pname}", param.detach().float().cpu(), epoch, bins=HISTOGRAM_BINS)
-        for name, grad in self.probe.kept_gradients.items():
-            writer.add_histogram(f"gradients/{name}", grad.cpu(), epoch, bins=HISTOGRAM_BINS)
-        for name, value in self.probe.kept_activations.items():
-            writer.add_histogram(f"activations/{name}", value.float().cpu(), epoch, bins=HISTOGRAM_BINS)
-        self.probe.kept_gradients, self.probe.kept_activations = {}, {}
+        named = [(f"weights/{name}.{pname}", param.detach())
+                 for name, module in self.probe.layer_modules.items()
+                 for pname, param in module.named_parameters(recurse=False)]
+        named += [(f"gradients/{name}", grad) for name, grad in self.probe.kept_gradients.items()]
+        named += [(f"activations/{name}", value) for name, value in self.probe.kept_activations.items()]
+        for tag, tensor in named:
+            values = tensor.float().cpu().numpy()
+            edges = histogram_edges(values, HISTOGRAM_BINS) if values.size else None
+            if edges is not None:  # a histogram of a non-finite tensor says nothing: its record does
+                self.writer.add_histogram(tag, values, epoch, bins=edges)
 
     # -- divergence ------------------------------------------------------------------------------
 

@@ -93,11 +93,11 @@ def _hparams(ctx: FeatureContext) -> Callback:
     return HParams(ctx.run.path, ctx.recipe, resumed=ctx.resumed)
 
 
-def _diagnostics(ctx: FeatureContext, every: int, tensorboard: bool) -> Callback:
+def _diagnostics(ctx: FeatureContext, every: int, tensorboard: bool, budget: float) -> Callback:
     from dltrain.diagnostics.probes import fixed_batch
     from dltrain.features.diagnostics import Diagnostics
     return Diagnostics(ctx.run, fixed_batch(ctx.train_loader), every, tensorboard=tensorboard,
-                       model_facts=model_facts(ctx.recipe["model"]))
+                       model_facts=model_facts(ctx.recipe["model"]), budget=budget)
 
 
 def model_facts(model: dict) -> dict:
@@ -148,7 +148,8 @@ FEATURES.register(Feature(
     why="before every feature that records or judges an epoch's logs: they all see its train_eval_* columns"))
 FEATURES.register(Feature(
     "diagnostics", 20, on="log.diagnostics", make=_diagnostics,
-    settings={"every": "log.diagnostics_every", "tensorboard": "log.tensorboard"}, formerly=("Diagnostics",)))
+    settings={"every": "log.diagnostics_every", "tensorboard": "log.tensorboard",
+              "budget": "log.diagnostics_budget"}, formerly=("Diagnostics",)))
 FEATURES.register(Feature(
     "nonfinite", 30, on=ALWAYS, make=_nonfinite, after=("diagnostics",), formerly=("NonFiniteGuard",),
     why="Diagnostics' stop reason, which names the layer that diverged, wins over the guard's"))

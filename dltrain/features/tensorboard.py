@@ -29,15 +29,16 @@ class TensorBoard(Callback):
     """Scalars in `train/` and `validation/` writers under the same tags, so TensorBoard overlays
     the two curves on one chart (as Keras does); batch loss every log interval.
 
-    Batch-loss points are handed to the event writer in bursts (at the epoch's end, at a
-    checkpoint, or once `BURST_SECONDS` have passed), each with the wall time it was logged at:
+    Batch-loss points are handed to the event writer in bursts (at a checkpoint, at a flush, or
+    once `BURST_SECONDS` have passed), and so are the epoch scalars (at each flush), each with the
+    wall time it was logged at:
     one point at a time wakes TensorBoard's writer thread (whose pure-Python CRC then competes
     with the training thread for the GIL) at every log interval, which measured ~10% of a small
     model's epoch. The events are the same.
 
-    The event files are flushed at an epoch's end once `FLUSH_SECONDS` have passed since the
-    last flush (TensorBoard rereads them every 5 s, so a live chart misses nothing), and at the
-    run's end: a flush waits for the writer thread, ~0.3 ms an epoch."""
+    The points are written and the event files flushed at an epoch's end once `FLUSH_SECONDS`
+    have passed since the last flush (TensorBoard rereads them every 5 s, so a live chart is at
+    most that much later), and at the run's end: a flush waits for the writer thread."""
 
     BURST_SECONDS = 30.0
     FLUSH_SECONDS = 5.0
@@ -47,6 +48,7 @@ class TensorBoard(Callback):
         self.writers: dict = {}
         self.purge: dict = {}
         self.batch_points: list[tuple[int, float, float]] = []  # (step, mean loss, wall time)
+        self.epoch_points: list[tuple[str, str, float, int, float]] = []  # (folder, tag, value, epoch, wall time)
         self.last_burst = self.last_flush = time.monotonic()
 
     def on_fit_start(self, state: FitState) -> None:
@@ -74,30 +76,37 @@ class TensorBoard(Callback):
         self.last_burst = time.monotonic()
 
     def on_checkpoint(self, state: FitState) -> None:
-        self._write_batch_points()  # what precedes a mid-epoch checkpoint is no less kept than before
+        self._write_points()  # what precedes a checkpoint is no less kept than before
 
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
-        self._write_batch_points()
-        train, val = self._writer(TRAIN_EVENTS), self._writer(VALIDATION_EVENTS)
-        epoch = state.epoch
+        epoch, now = state.epoch, time.time()
         for metric in METRICS:
             if f"train_{metric}" in logs:
-                train.add_scalar(curve_tag(metric), logs[f"train_{metric}"], epoch)
+                self.epoch_points.append((TRAIN_EVENTS, curve_tag(metric), logs[f"train_{metric}"], epoch, now))
             if f"val_{metric}" in logs:
-                val.add_scalar(curve_tag(metric), logs[f"val_{metric}"], epoch)
-        train.add_scalar(OPTIMIZER + "learning_rate", logs["lr"], epoch)
+                self.epoch_points.append((VALIDATION_EVENTS, curve_tag(metric), logs[f"val_{metric}"], epoch, now))
+        self.epoch_points.append((TRAIN_EVENTS, OPTIMIZER + "learning_rate", logs["lr"], epoch, now))
         for extra in ("grad_norm", "penalty"):
             if extra in logs:
-                train.add_scalar(OPTIMIZER + extra, logs[extra], epoch)
+                self.epoch_points.append((TRAIN_EVENTS, OPTIMIZER + extra, logs[extra], epoch, now))
         if self.histograms:
+            train = self._writer(TRAIN_EVENTS)
             for name, param in state.learner.module.named_parameters():
                 train.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch)
         if time.monotonic() - self.last_flush >= self.FLUSH_SECONDS:
+            self._write_points()
             for writer in self.writers.values():
                 writer.flush()
             self.last_flush = time.monotonic()
 
+    def _write_points(self) -> None:
+        """Hand the points kept since the last burst to the event writers."""
+        self._write_batch_points()
+        for folder, tag, value, epoch, walltime in self.epoch_points:
+            self._writer(folder).add_scalar(tag, value, epoch, walltime=walltime)
+        self.epoch_points.clear()
+
     def on_fit_end(self, state: FitState) -> None:
-        self._write_batch_points()  # those of an epoch cut short (diverged, interrupted)
+        self._write_points()  # those kept since the last burst, and of an epoch cut short
         for writer in self.writers.values():
             writer.close()

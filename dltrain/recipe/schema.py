@@ -39,6 +39,7 @@ class TrainSpec(Spec):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast mixed precision
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # torch.use_deterministic_algorithms(True)
+    checkpoint_interval: NonNegativeFloat = 60.0  # seconds between checkpoints (0: at every epoch's end)
     checkpoint_every_steps: PositiveInt | None = None  # also checkpoint mid-epoch every N optimizer steps
 
     @field_validator("early_stopping", mode="before")
@@ -70,6 +71,7 @@ class LogSpec(Spec):
     histograms: bool = False  # weight and gradient histograms each epoch
     diagnostics: bool = True  # per-layer health statistics and non-finite forensics (docs/diagnostics.md)
     diagnostics_every: PositiveInt = 100  # optimizer steps between per-layer statistics
+    diagnostics_budget: PositiveFloat = 0.03  # diagnostics' share of training time (docs/diagnostics.md)
     train_eval: bool = False  # also evaluate the training split in eval mode each epoch: train_eval_* columns
     progress: Literal["bar", "epochs", "none"] = "bar"  # while training: live line + epoch lines, epoch lines, nothing
 

@@ -16,9 +16,9 @@ ERROR = "error.txt"  # the traceback of a failed run
 LOCK = "run.lock"  # while a process trains in the run directory (rundir.lock)
 
 CHECKPOINTS = "checkpoints"  # the folder of the three below
-LAST = "last.pt"  # after every epoch (and at step checkpoints)
+LAST = "last.pt"  # every train.checkpoint_interval seconds, at the end, at a stop signal
 PREVIOUS = "previous.pt"  # the last.pt it replaced: the fallback when last.pt is unreadable
-BEST = "best.pt"  # at the best epoch of the monitored metric
+BEST = "best.pt"  # the best epoch's weights, written with the next checkpoint
 
 # TensorBoard event folders: two TensorBoard runs per run, the fewest that keep train and validation
 # overlaid in two colours (TensorBoard's older dashboards enable no run by default past 40 runs).
@@ -35,6 +35,7 @@ EVENT_FILE_PREFIX = "events.out.tfevents"  # how TensorBoard knows an event file
 # `dltrain board` writes the experiment's HParams summary (every run's keys, which differ, the main
 # metrics) into the runs root it serves, under this one name, replaced at each start
 BOARD_EXPERIMENT = EVENT_FILE_PREFIX + ".dltrain-board"
+EVENT_FILES = EVENT_FILE_PREFIX + ".*"  # what TensorBoard writes into each of them
 
 DIAGNOSTICS = "diagnostics.jsonl"  # per-layer statistics, one JSON object per line
 FORENSICS = "forensics.json"  # a diverged run's first non-finite layer and what led there

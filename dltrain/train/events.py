@@ -12,8 +12,11 @@ fires them:
                                  step: keep it to device work and Python bookkeeping, no .item()
   on_log(state, losses)          every `log.every_steps` optimizer steps: host copies of the
                                  batch losses since the last log (the loop's one sync point)
-  on_checkpoint(state)           mid-epoch, after an optimizer step, when a step checkpoint is due
-                                 (train.checkpoint_every_steps) or a stop signal arrived;
+  on_checkpoint(state)           mid-epoch, after an optimizer step, when a checkpoint is due
+                                 (train.checkpoint_interval seconds passed, or
+                                 train.checkpoint_every_steps steps) or a stop signal arrived;
+                                 and once more before on_fit_end when the run ended by its plan
+                                 (completed, stopped early, pruned): the final checkpoint.
                                  state.progress holds the position within the epoch (None at an
                                  epoch boundary)
   on_eval_start(state, split)    before the validation pass of an epoch (split: "val"), with the
@@ -33,6 +36,7 @@ weights fit() left, with no events around it.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,8 +67,11 @@ class FitState:
     stop: StopTraining | None = None
     callbacks: list["Callback"] = field(default_factory=list)
     progress: Any = None  # EpochProgress of the epoch under way (None between epochs)
-    checkpoint_every_steps: int = 0  # 0: checkpoints at epoch ends only
+    checkpoint_every_steps: int = 0  # also a checkpoint every N optimizer steps; 0: none by count
+    checkpoint_interval: float = 0.0  # seconds between checkpoints; 0: one at every epoch's end
     stop_request: Any = None  # signals.StopRequest: set by SIGINT/SIGTERM, read after every step
+    checkpointed_at: float = field(default_factory=time.monotonic)  # when the last one was written
+    checkpointed_step: int = 0  # (or training began), and at which optimizer step
     # distributed runs (runner/distributed.py): called on every rank after every optimizer step and
     # every epoch's end; the ranks agree there on a stop signal and on a StopTraining rank 0 decided
     agree: Any = None
@@ -73,12 +80,30 @@ class FitState:
     def stop_requested(self) -> bool:
         return self.stop_request is not None and self.stop_request.signum is not None
 
+    def checkpoint_written(self) -> None:
+        """The checkpoint's writer says so: the interval counts from here."""
+        self.checkpointed_at, self.checkpointed_step = time.monotonic(), self.step
+
+    def _interval_passed(self) -> bool:
+        return time.monotonic() - self.checkpointed_at >= self.checkpoint_interval
+
     def checkpoint_due(self, last_batch: bool) -> bool:
-        """After an optimizer step: is a mid-epoch checkpoint due? (The epoch end writes its own.)"""
+        """After an optimizer step: is a mid-epoch checkpoint due? (At the last batch the epoch's
+        end decides: epoch_checkpoint_due.) One clock read a step when the interval is set."""
         if self.stop_requested:
             return True
+        if last_batch:
+            return False
         every = self.checkpoint_every_steps
-        return bool(every) and not last_batch and self.step % every == 0
+        if every and self.step % every == 0:
+            return True
+        return self.checkpoint_interval > 0 and self._interval_passed()
+
+    def epoch_checkpoint_due(self) -> bool:
+        """At an epoch's end: is a checkpoint due?"""
+        every = self.checkpoint_every_steps
+        return (self.checkpoint_interval == 0 or self._interval_passed()
+                or bool(every) and self.step - self.checkpointed_step >= every)
 
 
 @dataclass(frozen=True)

@@ -278,15 +278,22 @@ def checkpoint_here(state: FitState) -> None:
         raise StopTraining(RunStatus.INTERRUPTED, f"interrupted by {state.stop_request.name} at {where}")
 
 
+# a run ended by its plan or its pruner ends with a checkpoint of its last state (an interrupted
+# one wrote its own at the stop; a diverged one keeps its last good one; a failed one is mid-step)
+ENDS_WITH_CHECKPOINT = (RunStatus.COMPLETED, RunStatus.EARLY_STOPPED, RunStatus.PRUNED)
+
+
 def fire_end(state: FitState) -> None:
-    """on_fit_end runs for every callback even if one of them fails (each may hold a file or
-    hooks to release); the first failure is raised after all of them ran."""
+    """The final on_checkpoint where due, then on_fit_end for every callback even if one of them
+    fails (each may hold a file or hooks to release); the first failure is raised after all ran."""
+    final = state.stop is not None and state.stop.status in ENDS_WITH_CHECKPOINT
     error: Exception | None = None
-    for cb in state.callbacks:
-        if hasattr(cb, "on_fit_end"):
-            try:
-                cb.on_fit_end(state)
-            except Exception as exc:
-                error = error or exc
+    for event in ("on_checkpoint", "on_fit_end") if final else ("on_fit_end",):
+        for cb in state.callbacks:
+            if hasattr(cb, event):
+                try:
+                    getattr(cb, event)(state)
+                except Exception as exc:
+                    error = error or exc
     if error is not None:
         raise error

@@ -7,6 +7,7 @@ import shlex
 from rich.table import Table
 
 from dltrain.core.status import RunStatus
+from dltrain.rundir import layout
 from dltrain.views.runs import STATUS_STYLE
 
 
@@ -29,9 +30,15 @@ def print_result(console, result) -> None:
     console.print(result.reason, markup=False)
     console.print(f"run directory: {result.run.path}", markup=False, soft_wrap=True)
     path = shlex.quote(str(result.run.path))
-    print_command(console, "TensorBoard:", f"tensorboard --logdir {path}")
+    if has_event_files(result.run):  # log.tensorboard: false writes none
+        print_command(console, "TensorBoard:", f"tensorboard --logdir {path}")
     if result.status is RunStatus.INTERRUPTED:
         print_command(console, "continue it:", f"dltrain resume {path}")
+
+
+def has_event_files(run) -> bool:
+    folders = (layout.TRAIN_EVENTS, layout.VALIDATION_EVENTS, layout.DIAGNOSTICS_EVENTS, layout.SESSION_EVENTS)
+    return any(any(run.events(folder).glob(layout.EVENT_FILES)) for folder in folders)
 
 
 def print_command(console, label: str, command: str) -> None:
