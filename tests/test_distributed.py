@@ -204,3 +204,17 @@ def test_divergence_held_for_the_agreement_point_ends_the_run_where_one_process_
     # the non-finite guard's stop, raised in rank 0's on_log, waited for that step's agreement point
     assert ranked.reason == alone.reason and ranked.summary["steps"] == alone.summary["steps"]
     assert json.loads((ranked.run.path / "run.json").read_text())["distributed"]["world_size"] == 1
+
+
+def test_time_budgeted_checkpoints_are_taken_at_rank_0s_time_on_every_rank(tmp_path):
+    """train.checkpoint_interval is a clock, and each rank has its own: a mid-epoch checkpoint is a
+    collective (the running sums move to rank 0), so the ranks must take it at the same step. With
+    an interval far shorter than an epoch, each rank's clock alone would split them within a few
+    steps and the run would hang until the collective timeout; agreed, it ends as one process's."""
+    recipe = write_recipe(tmp_path / "dp.yaml", digits_recipe(epochs=3, checkpoint_interval=0.01))
+    proc = launcher(recipe, tmp_path / "two")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert dltrain("run", recipe, "--runs-dir", tmp_path / "one") == 0
+    (two,), (one,) = run_dirs(tmp_path / "two"), run_dirs(tmp_path / "one")
+    assert_same_curve(curve(two), curve(one))

@@ -133,9 +133,12 @@ class Ranks:
 
         request = state.stop_request
         signum = (self.signals.signum or 0) if self.signals is not None else 0
-        flags = torch.tensor([signum, 1 if self.held is not None else 0], dtype=torch.int64)
+        state.interval_agreed = None
+        interval_passed = self.is_writer and state.checkpoint_interval > 0 and state._interval_passed()
+        flags = torch.tensor([signum, 1 if self.held is not None else 0, int(interval_passed)], dtype=torch.int64)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self.control)
-        signum, held = flags.tolist()
+        signum, held, interval_passed = flags.tolist()
+        state.interval_agreed = bool(interval_passed)
         if signum and request is not None and request.signum is None:
             request.signum = signum  # another rank was signalled: this one stops at the same step
         if held:

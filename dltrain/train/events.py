@@ -75,6 +75,9 @@ class FitState:
     # distributed runs (runner/distributed.py): called on every rank after every optimizer step and
     # every epoch's end; the ranks agree there on a stop signal and on a StopTraining rank 0 decided
     agree: Any = None
+    # distributed: whether rank 0's checkpoint interval has passed, as the ranks agreed at the last
+    # agreement point (each rank's own clock would let one rank checkpoint while the others train on)
+    interval_agreed: bool | None = None
 
     @property
     def stop_requested(self) -> bool:
@@ -85,6 +88,8 @@ class FitState:
         self.checkpointed_at, self.checkpointed_step = time.monotonic(), self.step
 
     def _interval_passed(self) -> bool:
+        if self.interval_agreed is not None:  # distributed: every rank checkpoints at rank 0's time
+            return self.interval_agreed
         return time.monotonic() - self.checkpointed_at >= self.checkpoint_interval
 
     def checkpoint_due(self, last_batch: bool) -> bool:
