@@ -102,22 +102,22 @@ def test_one_member_diverges_the_others_go_on(tmp_path, monkeypatch):
     write_recipe(tmp_path / "r.yaml", tiny_recipe(**STACKABLE, train={"epochs": 3}))
     base = load_checked(tmp_path / "r.yaml")
     recipes = [base.model_copy(update={"seed": s}) for s in range(3)]
-    original = loop.member_losses
+    original = loop.MemberLosses.__call__
     calls = {"n": 0}
 
-    def poisoned(loss_fn, output, target):
-        losses = original(loss_fn, output, target)
+    def poisoned(self, output, target):
+        losses = original(self, output, target)
         if torch.is_grad_enabled():  # training batches, not validation
             calls["n"] += 1
             if calls["n"] >= 8:  # member 1 from its 8th batch on
                 losses = losses * torch.tensor([1.0, float("nan"), 1.0])
         return losses
 
-    monkeypatch.setattr(loop, "member_losses", poisoned)
+    monkeypatch.setattr(loop.MemberLosses, "__call__", poisoned)
     results = runner.execute_group(recipes, tmp_path / "runs", argv=["test"])
     assert [r.status for r in results] == [RunStatus.COMPLETED, RunStatus.DIVERGED, RunStatus.COMPLETED]
     assert "step 8" in results[1].reason or "step 10" in results[1].reason  # the log point that saw it
-    monkeypatch.setattr(loop, "member_losses", original)
+    monkeypatch.setattr(loop.MemberLosses, "__call__", original)
     from dltrain.runner.execute import execute
     alone = execute(recipes[2], tmp_path / "alone", argv=["test"])
     assert_same_curves(results[2].run.path, alone.run.path)

@@ -17,6 +17,7 @@ optimizer state, in the lone run's layout (MemberLearner.state_dict).
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -32,28 +33,45 @@ from dltrain.train.position import EpochProgress
 
 
 class StackedSums:
-    """MetricSums for K members at once: (K,) loss sums (float64, loss * n added batch by batch as
-    MetricSums adds them, so each member's sum is the lone run's) and per-member counts."""
+    """MetricSums for K members at once: (K,) float64 loss sums, loss * n added batch by batch as
+    MetricSums adds them (so each member's sum is the lone run's), classification outputs counted
+    FOLD_EVERY batches at a time."""
+
+    FOLD_EVERY = 16
 
     def __init__(self, task: str, k: int, device):
         self.task, self.count = task, 0
         self.loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
         self.extra = (torch.zeros(k, dtype=torch.int64, device=device) if task == "classification"
                       else torch.zeros(k, 2, dtype=torch.float64, device=device))
+        self.outputs: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
 
     @torch.no_grad()
     def update(self, losses: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> None:
         k, n = target.shape[0], target.shape[1]
         self.count += n
-        self.loss_sum.add_(losses.detach().double() * n)
+        self.loss_sum.add_(losses.detach(), alpha=n)
         if self.task == "classification":
-            predicted = (output[..., 0] > 0).long() if output.shape[-1] == 1 else output.argmax(dim=-1)
-            self.extra += (predicted == target).sum(dim=1)
+            self.outputs.append(output.detach())
+            self.targets.append(target)
+            if len(self.outputs) >= self.FOLD_EVERY:
+                self._fold()
         else:
             err = (output.float() - target).reshape(k, n, -1)
             self.extra += torch.stack([err.abs().mean(dim=2).sum(dim=1), err.pow(2).mean(dim=2).sum(dim=1)], dim=1)
 
+    @torch.no_grad()
+    def _fold(self) -> None:
+        if not self.outputs:
+            return
+        output, target = torch.cat(self.outputs, dim=1), torch.cat(self.targets, dim=1)
+        predicted = (output[..., 0] > 0).long() if output.shape[-1] == 1 else output.argmax(dim=-1)
+        self.extra += (predicted == target).sum(dim=1)
+        self.outputs, self.targets = [], []
+
     def compute(self) -> list[dict[str, float]]:
+        self._fold()
         if self.count == 0:
             return [{} for _ in range(self.loss_sum.shape[0])]
         n = float(self.count)
@@ -70,14 +88,31 @@ class StackedSums:
 
     def member(self, k: int, sums) -> None:
         """Member k's sums into a lone MetricSums (for a member's mid-epoch checkpoint)."""
+        self._fold()
         sums.count = self.count
         sums.loss_sum = self.loss_sum[k].clone()
         sums.extra = self.extra[k].clone()
 
 
-def member_losses(loss_fn, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(K,) losses: the member's loss function on each member's outputs, as its lone run calls it."""
-    return torch.stack([loss_fn(output[k], target[k]) for k in range(output.shape[0])])
+class MemberLosses:
+    """(K,) losses, one per member, from the members' loss function. A torch loss that averages
+    (reduction `mean`, no class weights) is called once on all members' samples with reduction
+    `none`, each member's mean taken after: one call instead of K (the mean's rounding may differ
+    from the lone run's in the last bits). Any other loss is called once per member, as alone."""
+
+    def __init__(self, loss_fn):
+        self.loss_fn = loss_fn
+        self.per_sample = None
+        if (isinstance(loss_fn, torch.nn.modules.loss._Loss) and loss_fn.reduction == "mean"
+                and getattr(loss_fn, "weight", None) is None and getattr(loss_fn, "pos_weight", None) is None):
+            self.per_sample = copy.copy(loss_fn)
+            self.per_sample.reduction = "none"
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        k = output.shape[0]
+        if self.per_sample is None:
+            return torch.stack([self.loss_fn(output[i], target[i]) for i in range(k)])
+        return self.per_sample(output.flatten(0, 1), target.flatten(0, 1)).reshape(k, -1).mean(dim=1)
 
 
 class MemberLearner:
@@ -139,7 +174,8 @@ class StackedGroup:
 
     def __init__(self, model, optimizer, schedule, loss_fn, *, task: str, log_every: int, members: list[Member],
                  modules: list):
-        self.model, self.optimizer, self.schedule, self.loss_fn = model, optimizer, schedule, loss_fn
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.losses = MemberLosses(loss_fn)
         self.task, self.log_every, self.members, self.modules = task, log_every, members, modules
         self.params = model.stacked_parameters()
         self.device = self.params[0].device
@@ -232,14 +268,12 @@ class StackedGroup:
         norm_sum, norm_count = torch.zeros(k, device=self.device), 0
         pending: list[torch.Tensor] = []
         pending_steps: list[int] = []
-        loaders = [m.loader.iterate() for m in self.members]
-        n_batches = len(self.members[0].loader)
         listeners = any(hasattr(cb, "on_step_end") for m in self.members for cb in m.state.callbacks)
-        for i, batches in enumerate(zip(*loaders)):
-            x = torch.stack([b[0] for b in batches])
-            y = torch.stack([b[1] for b in batches])
+        batches = self.epoch_batches()
+        n_batches = len(batches)
+        for i, (x, y) in enumerate(batches):
             output = self.model(x)
-            losses = member_losses(self.loss_fn, output, y)
+            losses = self.losses(output, y)
             losses.sum().backward()  # each member's gradient is its own loss's: the sum adds no cross terms
             pending.append(losses.detach())
             sums.update(losses, output, y)
@@ -274,6 +308,19 @@ class StackedGroup:
                 row["grad_norm"] = norm
         return rows
 
+    def epoch_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's (K, B, ...) batches: each member's loader draws its own order (as in its lone
+        run), the members' epochs are stacked once, and each batch is a view of that."""
+        per_member = [list(m.loader.iterate()) for m in self.members]
+        xs = torch.stack([torch.cat([x for x, _ in batches]) for batches in per_member])
+        ys = torch.stack([torch.cat([y for _, y in batches]) for batches in per_member])
+        out, start = [], 0
+        for x, _ in per_member[0]:
+            end = start + x.shape[0]
+            out.append((xs[:, start:end], ys[:, start:end]))
+            start = end
+        return out
+
     def grad_norms(self) -> torch.Tensor:
         """(K,) pre-step global L2 gradient norms, one per member (torch.nn.utils.get_total_norm's)."""
         per_tensor = [torch.linalg.vector_norm(p.grad.flatten(1), dim=1) for p in self.params if p.grad is not None]
@@ -303,7 +350,7 @@ class StackedGroup:
             x = torch.stack([b[0] for b in batches])
             y = torch.stack([b[1] for b in batches])
             output = self.model(x)
-            sums.update(member_losses(self.loss_fn, output, y), output, y)
+            sums.update(self.losses(output, y), output, y)
         return sums.compute()
 
     def end_epoch(self, train: list[dict], seconds: float) -> None:
