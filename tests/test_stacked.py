@@ -37,14 +37,21 @@ def assert_same_curves(a, b, keys=("train_loss", "val_loss", "val_accuracy", "gr
 
 # Batch norm with Adam is left out on purpose: the gradient of a bias just before batch norm is
 # rounding noise (the norm removes it), and Adam scales noise up to steps of size lr, so that bias
-# (and the running mean) differs from the lone run's by more than rounding (docs/batches.md).
-@pytest.mark.parametrize("norm, optimizer", [("batch", {"name": "momentum", "lr": 0.05}),
-                                             ("layer", {"name": "adam", "lr": 0.01})])
-def test_each_member_equals_its_seed_trained_alone(cli, tmp_path, norm, optimizer):
-    """Norm layers, residual blocks, a projection shortcut: epoch by epoch, each member's losses are
-    the lone run's to float rounding, and its test metrics too."""
+# (and the running mean) differs from the lone run's by more than rounding (docs/compare.md).
+MOONS = {"name": "moons", "n_samples": 200, "batch_size": 32}
+FRIEDMAN = {"name": "friedman", "n_samples": 200, "batch_size": 32}
+
+
+@pytest.mark.parametrize("norm, optimizer, data, metric", [
+    ("batch", {"name": "momentum", "lr": 0.05}, MOONS, "val_accuracy"),
+    ("layer", {"name": "adam", "lr": 0.01}, MOONS, "val_accuracy"),
+    ("none", {"name": "rmsprop", "lr": 0.01}, FRIEDMAN, "val_rmse")])
+def test_each_member_equals_its_seed_trained_alone(cli, tmp_path, norm, optimizer, data, metric):
+    """Norm layers, residual blocks, a projection shortcut, classification and regression: epoch by
+    epoch, each member's losses are the lone run's to float rounding, and its test metrics too."""
     model = {"arch": "mlp", "hidden": [16, 12], "norm": norm, "residual": True}
-    write_recipe(tmp_path / "r.yaml", tiny_recipe(model=model, optimizer=optimizer, **STACKABLE, train={"epochs": 4}))
+    write_recipe(tmp_path / "r.yaml", tiny_recipe(model=model, optimizer=optimizer, data=data, **STACKABLE,
+                                                  train={"epochs": 4}))
     assert cli("run", "r.yaml", "--seeds", "3", "--runs-dir", "stacked").code == 0
     assert cli("run", "r.yaml", "--seeds", "3", "--stack", "1", "--runs-dir", "alone").code == 0
     stacked, alone = by_seed(tmp_path / "stacked"), by_seed(tmp_path / "alone")
@@ -52,7 +59,7 @@ def test_each_member_equals_its_seed_trained_alone(cli, tmp_path, norm, optimize
     for seed in stacked:
         info = json.loads((stacked[seed] / "run.json").read_text())
         assert info["stacked"]["members"] == 3 and "stacked" not in json.loads((alone[seed] / "run.json").read_text())
-        assert_same_curves(stacked[seed], alone[seed])
+        assert_same_curves(stacked[seed], alone[seed], keys=("train_loss", "val_loss", metric, "grad_norm"))
         test_s = json.loads((stacked[seed] / "summary.json").read_text())["test"]
         test_a = json.loads((alone[seed] / "summary.json").read_text())["test"]
         assert math.isclose(test_s["test_loss"], test_a["test_loss"], rel_tol=1e-5)
@@ -162,3 +169,37 @@ def test_a_recipe_that_cannot_stack_says_why_in_one_line(cli, tmp_path):
     assert result.code == 0
     assert result.out.count("trained one after another: log.diagnostics is on") == 1
     assert len(run_dirs(tmp_path / "runs")) == 2
+
+
+def test_a_stop_signal_checkpoints_every_member_and_each_resumes_alone(cli, tmp_path, monkeypatch):
+    """SIGINT mid-epoch: every member checkpoints the step under way and ends `interrupted` (exit
+    130); `dltrain resume` then finishes a member alone, to the metrics of its seed's lone run."""
+    import os
+    import signal
+
+    from dltrain.train import stacked as loop
+
+    write_recipe(tmp_path / "r.yaml", tiny_recipe(**STACKABLE, train={"epochs": 4}))
+    assert cli("run", "r.yaml", "--seeds", "2", "--stack", "1", "--runs-dir", "alone").code == 0
+    original = loop.MemberLosses.__call__
+    calls = {"n": 0}
+
+    def interrupting(self, output, target):
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 7:  # epoch 2, step 7
+                os.kill(os.getpid(), signal.SIGINT)
+        return original(self, output, target)
+
+    monkeypatch.setattr(loop.MemberLosses, "__call__", interrupting)
+    assert cli("run", "r.yaml", "--seeds", "2", "--runs-dir", "stacked").code == 130
+    monkeypatch.setattr(loop.MemberLosses, "__call__", original)
+    stacked, alone = by_seed(tmp_path / "stacked"), by_seed(tmp_path / "alone")
+    for seed, member in stacked.items():
+        info = json.loads((member / "run.json").read_text())
+        assert info["status"] == "interrupted" and "SIGINT" in info["stop_reason"]
+        assert torch.load(member / "checkpoints" / "last.pt", weights_only=True)["step"] == 7
+    member = stacked[1]
+    assert cli("resume", str(member)).code == 0
+    assert json.loads((member / "run.json").read_text())["status"] == "completed"
+    assert_same_curves(member, alone[1], keys=("train_loss", "train_accuracy", "val_loss"))

@@ -98,7 +98,7 @@ def _train_group(members: list, runs_root: Path, argv, batch, locks) -> list:
     from dltrain.core.signals import stop_signals
     from dltrain.models.stacked import StackedMLP
     from dltrain.rundir.lock import RunLock
-    from dltrain.rundir.writer import RunDir, new_run_dir
+    from dltrain.rundir.writer import RunDir, new_run_dir, write_text
     from dltrain.runner.execute import record_end, record_start
     from dltrain.train.stacked import Member, MemberLearner, StackedGroup
 
@@ -121,6 +121,10 @@ def _train_group(members: list, runs_root: Path, argv, batch, locks) -> list:
         for m in group.members:
             m.state.stop_request = request
         group.fit()
-        request.finishing = True
+        request.finishing = True  # from here on a signal is only noted: the records must be written
+        for run, m in zip(runs, group.members):
+            if m.outcome[2] is not None:  # a failed member's traceback, as a lone run keeps it
+                with contextlib.suppress(OSError):
+                    write_text(run.error_file, m.outcome[2])
         return [record_end(run, m.state, built, learner, m.outcome, started, 0.0, request, settles=False)
                 for run, m, (built, learner, _) in zip(runs, group.members, members)]
