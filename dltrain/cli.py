@@ -35,10 +35,13 @@ def run(recipe: Path = typer.Argument(..., help=RECIPE_HELP),
         seeds: int = typer.Option(1, "--seeds", min=1, help="runs of each recipe, with seeds seed, seed+1, ..."),
         batch: Optional[str] = typer.Option(None, "--batch", help="name of the batch (default: <recipe name>-<time>)"),
         nproc: int = typer.Option(1, "--nproc", min=1, help="data-parallel processes on this machine (torch.distributed; "
-                                                            "data.batch_size is the global batch)")):
+                                                            "data.batch_size is the global batch)"),
+        stack: Optional[int] = typer.Option(None, "--stack", min=1, help="seeds of one mlp recipe trained side by "
+                                            "side in one process, at most this many at once (default 16; 1: one after another)")):
     """Train a recipe; writes runs/<name>-<time>-<id>/. Several recipes or --seeds N: one batch (exit code: its worst run's)."""
     from dltrain.verbs.run import run as run_verb
-    raise typer.Exit(run_verb([str(recipe), *(overrides or [])], runs_dir, seeds, batch, _console(), nproc))
+    raise typer.Exit(run_verb([str(recipe), *(overrides or [])], runs_dir, seeds, batch, _console(), nproc=nproc,
+                              stack=stack))
 
 
 @app.command()

@@ -33,15 +33,11 @@ def build_learner(built: Built):
     precision, gradient accumulation, torch.compile."""
     import torch
 
-    from dltrain.components.schedules import LRSchedule
     from dltrain.train.loop import Clip, Learner, Penalty
 
     recipe, model = built.recipe, built.model
     optimizer = OPTIMIZERS.build(recipe.optimizer, [p for p in model.parameters() if p.requires_grad])
-    steps_per_epoch = -(-len(built.loaders["train"]) // recipe.train.grad_accumulation)
-    warmup = recipe.schedule.warmup_epochs
-    main = SCHEDULES.build(recipe.schedule, max(1, recipe.train.epochs - int(warmup)))
-    schedule = LRSchedule(optimizer, main, warmup_epochs=warmup, steps_per_epoch=steps_per_epoch)
+    schedule = build_schedule(built, optimizer)
     clip = Clip(**recipe.clip.model_dump()) if recipe.clip else None
     trained = torch.compile(model) if recipe.train.compile else model
     return Learner(trained, built.loss_fn, optimizer, schedule, task=built.data.task,
@@ -64,6 +60,17 @@ def target_units(built: Built):
         return None
     scale = torch.tensor(stats["scale"], dtype=torch.float32, device=built.device)
     return TargetUnits(scale, built.loss_name if built.loss_name in ("mse", "mae") else None)
+
+
+def build_schedule(built: Built, optimizer):
+    """The recipe's LR schedule over `optimizer`: warmup, then the main multiplier over the remaining epochs."""
+    from dltrain.components.schedules import LRSchedule
+
+    recipe = built.recipe
+    steps_per_epoch = -(-len(built.loaders["train"]) // recipe.train.grad_accumulation)
+    warmup = recipe.schedule.warmup_epochs
+    main = SCHEDULES.build(recipe.schedule, max(1, recipe.train.epochs - int(warmup)))
+    return LRSchedule(optimizer, main, warmup_epochs=warmup, steps_per_epoch=steps_per_epoch)
 
 
 def build_fit_state(built: Built, learner, callbacks: list):

@@ -69,35 +69,70 @@ def batch_name(recipes: list, given: str | None, runs_root: Path) -> str:
     return name
 
 
-def run_batch(recipes: list, runs_root: Path, name: str, console, argv: list[str]) -> int:
-    """Run every planned recipe in order; print each result, then the batch compared. Returns the exit code."""
+def run_batch(recipes: list, runs_root: Path, name: str, console, argv: list[str], stack: int = 1) -> int:
+    """Run every planned recipe in order; print each result, then the batch compared. Returns the exit code.
+    Recipes that differ in the seed only train side by side, up to `stack` at once (runner/stacked.py)."""
     from dltrain.core.signals import settle
-    from dltrain.features.progress import reporter_for
-    from dltrain.runner.execute import execute
-    from dltrain.views.result import print_result
+    from dltrain.runner.stacked import groups
 
     codes: list[int] = []
-    for i, recipe in enumerate(recipes, 1):
-        console.rule(f"batch {name}: run {i}/{len(recipes)}: {recipe.name}, seed {recipe.seed}")
-        try:
-            result = execute(recipe, runs_root, reporter=reporter_for(console, recipe), argv=argv, batch=name)
-        except KeyboardInterrupt:  # between runs (while building): nothing of this run was written
-            codes.append(Exit.SIGINT)
-            break
-        except (RecipeError, DataError) as err:  # e.g. a loss that does not fit the task: skip this one
-            message = err.render() if isinstance(err, RecipeError) else str(err)
-            console.print(f"error: {message}", style="red", markup=False)
-            codes.append(Exit.USAGE)
-            continue
-        print_result(console, result)
-        codes.append(result.exit_code)
-        if result.exit_code in STOPS_BATCH:
+    said: set[str] = set()
+    for group, reason in groups(recipes, stack):
+        if reason is None:
+            results = _stacked(group, runs_root, name, console, argv, len(recipes), len(codes))
+            codes += [result.exit_code for result in results or []]
+        elif stack > 1 and reason not in said and sum(r.name == group[0].name for r in recipes) > 1:
+            said.add(reason)  # one line per reason: why these seeds do not train side by side
+            console.print(f"{group[0].name}: trained one after another: {reason}", markup=False)
+        if reason is not None or results is None:
+            for recipe in group:
+                codes.append(_run_one(recipe, runs_root, name, console, argv, len(codes) + 1, len(recipes)))
+                if codes[-1] in STOPS_BATCH:
+                    break
+        if any(code in STOPS_BATCH for code in codes):
             break
     settle(worst(codes))  # every run's records are written: the batch's exit code stands
     if len(codes) < len(recipes):
         console.print(f"batch {name} stopped after {len(codes)} of {plural(len(recipes), 'run')}")
     print_batch(console, name, runs_root)
     return worst(codes)
+
+
+def _stacked(group: list, runs_root: Path, name: str, console, argv, total: int, done: int):
+    """Train a group side by side; its results, or None when the built members do not fit one stack
+    (said in one line; nothing was written)."""
+    from dltrain.runner.stacked import NotStacked, execute_group
+    from dltrain.views.result import print_result
+    seeds = f"seeds {group[0].seed}..{group[-1].seed}"
+    console.rule(f"batch {name}: runs {done + 1}-{done + len(group)}/{total}: {group[0].name}, {seeds}, "
+                 f"{len(group)} side by side")
+    try:
+        results = execute_group(group, runs_root, argv=argv, batch=name)
+    except NotStacked as why:
+        console.print(f"{group[0].name}: trained one after another: {why}", markup=False)
+        return None
+    except (RecipeError, DataError):  # reported run by run, one after another
+        return None
+    for result in results:
+        print_result(console, result)
+    return results
+
+
+def _run_one(recipe, runs_root: Path, name: str, console, argv, i: int, total: int) -> int:
+    from dltrain.features.progress import reporter_for
+    from dltrain.runner.execute import execute
+    from dltrain.views.result import print_result
+    console.rule(f"batch {name}: run {i}/{total}: {recipe.name}, seed {recipe.seed}")
+    try:
+        result = execute(recipe, runs_root, reporter=reporter_for(console, recipe), argv=argv, batch=name)
+    except KeyboardInterrupt:  # between runs (while building): nothing of this run was written
+        return Exit.SIGINT
+    except (RecipeError, DataError) as err:  # e.g. a loss that does not fit the task: skip this one
+        message = err.render() if isinstance(err, RecipeError) else str(err)
+        console.print(f"error: {message}", style="red", markup=False)
+        return Exit.USAGE
+    print_result(console, result)
+    return result.exit_code
 
 
 def print_batch(console, name: str, runs_root: Path) -> None:

@@ -71,21 +71,13 @@ def _train_and_record(run: RunDir, built: Built, learner, given: dict, argv, res
                       run_info: dict | None, settles: bool, ranks=None) -> RunResult:
     from dltrain.builder.features import build_callbacks
     from dltrain.builder.training import build_fit_state
-    from dltrain.core.signals import settle, stop_signals
-    from dltrain.train.events import fire
+    from dltrain.core.signals import stop_signals
 
     started = time.time()
     # as the user would retype it: `python -m dltrain`'s argv[0] is a path to __main__.py
     command = ["dltrain", *(argv if argv is not None else sys.argv)[1:]]
     if resume is None:
-        run.write_recipe(built.recipe.to_yaml())
-        n_params = sum(p.numel() for p in built.model.parameters())
-        run.update_run_info(
-            status=RunStatus.RUNNING, stop_reason=None, name=built.recipe.name, started=_now(), ended=None,
-            device=str(built.device), seed=built.recipe.seed, command=command,
-            versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
-            data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
-            transfer=built.transfer or None, **({"batch": batch} if batch else {}), **(run_info or {}))
+        record_start(run, built, command, batch, run_info)
     earlier_wall = 0.0  # wall time of earlier sessions that ended cleanly (a killed one records none)
     if resume is not None:
         earlier_wall = run.info.get("wall_time_s") or 0.0
@@ -109,19 +101,44 @@ def _train_and_record(run: RunDir, built: Built, learner, given: dict, argv, res
         state.agree = ranks.agree if ranks is not None else None
         status, reason, error = _fit(state, learner, built, run)
         request.finishing = True  # from here on a signal is only noted: the records must be written
-        test = _test(learner, built, status, ranks)
-        wall = earlier_wall + time.time() - started
-        summary = _summary(state, built, test, wall, status)
-        run.write_summary(summary)
-        # run.json keeps the way on for `dltrain show`; the CLI prints it on a line of its own (views/result.py)
-        hint = f"; continue it with: dltrain resume {run.path}" if status is RunStatus.INTERRUPTED else ""
-        run.update_run_info(status=status, stop_reason=reason + hint, ended=_now(), wall_time_s=round(wall, 3),
-                            error=error)
-        fire(state.callbacks, "on_run_end", state, summary)
-        # interrupted: the signal's own code (130 or 143)
-        exit_code = state.stop_request.exit_code if status is RunStatus.INTERRUPTED else status.exit_code
-        if settles:
-            settle(exit_code)
+        return record_end(run, state, built, learner, (status, reason, error), started, earlier_wall,
+                          state.stop_request, settles, ranks)
+
+
+def record_start(run: RunDir, built: Built, command: list[str], batch: str | None, run_info: dict | None) -> None:
+    """A new run's recipe.yaml and run.json (status running)."""
+    run.write_recipe(built.recipe.to_yaml())
+    n_params = sum(p.numel() for p in built.model.parameters())
+    run.update_run_info(
+        status=RunStatus.RUNNING, stop_reason=None, name=built.recipe.name, started=_now(), ended=None,
+        device=str(built.device), seed=built.recipe.seed, command=command,
+        versions=_versions(), parameters=n_params, host=socket.gethostname(), pid=os.getpid(),
+        data=built.data.describe(), loss=built.loss_name, monitor={"name": built.monitor, "mode": built.mode},
+        transfer=built.transfer or None, **({"batch": batch} if batch else {}), **(run_info or {}))
+
+
+def record_end(run: RunDir, state, built: Built, learner, outcome: tuple, started: float, earlier_wall: float,
+               request, settles: bool) -> RunResult:
+    """After fit: the test pass (a finished run's), summary.json, run.json's final status, on_run_end.
+    `outcome` is (status, reason, traceback text or None); `started` when this session began
+    (time.time()), `earlier_wall` the wall time of earlier sessions; `ranks` those of a data-parallel run."""
+    from dltrain.core.signals import settle
+    from dltrain.train.events import fire
+
+    status, reason, error = outcome
+    test = _test(learner, built, status, ranks)
+    wall = earlier_wall + time.time() - started
+    summary = _summary(state, built, test, wall, status)
+    run.write_summary(summary)
+    # run.json keeps the way on for `dltrain show`; the CLI prints it on a line of its own (views/result.py)
+    hint = f"; continue it with: dltrain resume {run.path}" if status is RunStatus.INTERRUPTED else ""
+    run.update_run_info(status=status, stop_reason=reason + hint, ended=_now(), wall_time_s=round(wall, 3),
+                        error=error)
+    fire(state.callbacks, "on_run_end", state, summary)
+    # interrupted: the signal's own code (130 or 143)
+    exit_code = request.exit_code if status is RunStatus.INTERRUPTED else status.exit_code
+    if settles:
+        settle(exit_code)
     return RunResult(run, status, reason, summary, exit_code)
 
 

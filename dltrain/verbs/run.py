@@ -6,12 +6,16 @@ import sys
 from pathlib import Path
 
 
-def run(arguments: list[str], runs_dir: Path, seeds: int, batch: str | None, console, nproc: int = 1) -> int:
+def run(arguments: list[str], runs_dir: Path, seeds: int, batch: str | None, console, nproc: int = 1,
+        stack: int | None = None) -> int:
     """Returns the exit code: the run's, or the batch's worst run's. `nproc` > 1: one data-parallel
-    run on that many local processes (runner/launch.py); under torchrun, this process is one rank."""
+    run on that many local processes (runner/launch.py); under torchrun, this process is one rank.
+    `stack`: at most this many seeds of one recipe train side by side (runner/stacked.py; default
+    DEFAULT_STACK)."""
     from dltrain.core.errors import UsageError
     from dltrain.runner.batch import batch_name, plan, run_batch, split_arguments
     from dltrain.runner.distributed import launched_by_torchrun
+    from dltrain.runner.stacked import DEFAULT_STACK
 
     recipes, overrides = split_arguments(arguments)
     several = len(recipes) > 1 or seeds > 1 or batch is not None
@@ -26,7 +30,8 @@ def run(arguments: list[str], runs_dir: Path, seeds: int, batch: str | None, con
         return _rank(recipes[0], overrides, runs_dir, console)
     if several:
         planned = plan(recipes, overrides, seeds)
-        return run_batch(planned, runs_dir, batch_name(planned, batch, runs_dir), console, sys.argv)
+        return run_batch(planned, runs_dir, batch_name(planned, batch, runs_dir), console, sys.argv,
+                         stack or DEFAULT_STACK)
     from dltrain.builder.objects import load_checked
     from dltrain.features.progress import reporter_for
     from dltrain.runner.execute import execute
