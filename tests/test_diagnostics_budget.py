@@ -85,6 +85,7 @@ def test_an_exploding_regression_records_its_histograms_instead_of_failing(tmp_p
     from dltrain.components.schedules import LRSchedule, constant
     from dltrain.data.loader import ArrayLoader
     from dltrain.features.diagnostics import Diagnostics
+    from dltrain.rundir.layout import DIAGNOSTICS_EVENTS
     from dltrain.rundir.writer import RunDir
     from dltrain.train.events import FitState
     from dltrain.train.loop import Learner, fit
@@ -104,5 +105,5 @@ def test_an_exploding_regression_records_its_histograms_instead_of_failing(tmp_p
     state = FitState(learner=learner, epochs=2, callbacks=[Diagnostics(run, (x, y), every=1, budget=1e9)])
     fit(learner, ArrayLoader(x, y, 16, shuffle=False), None, state)
     assert state.stop.status in ("completed", "diverged")
-    tags = EventAccumulator(str(tmp_path / "diagnostics"), size_guidance={"histograms": 0}).Reload().Tags()
+    tags = EventAccumulator(str(tmp_path / DIAGNOSTICS_EVENTS), size_guidance={"histograms": 0}).Reload().Tags()
     assert {"weights/0.bias", "gradients/0.bias"} <= set(tags["histograms"])

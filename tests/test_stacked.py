@@ -71,7 +71,9 @@ def test_member_checkpoint_is_a_lone_runs_and_resumes_alone(cli, tmp_path):
     """A member's checkpoint has the lone run's parameter names and optimizer state; `dltrain resume`
     continues a member from its epoch-3 checkpoint, alone, to the stacked run's epoch 4 (dropout
     included: each member's masks come from its own generator, saved in its checkpoint)."""
-    recipe = tiny_recipe(model={"arch": "mlp", "hidden": [16], "dropout": 0.2}, **STACKABLE, train={"epochs": 4})
+    # a checkpoint at every epoch's end: previous.pt is then epoch 3's
+    recipe = tiny_recipe(model={"arch": "mlp", "hidden": [16], "dropout": 0.2}, **STACKABLE,
+                         train={"epochs": 4, "checkpoint_interval": 0})
     write_recipe(tmp_path / "r.yaml", recipe)
     assert cli("run", "r.yaml", "--seeds", "2", "--runs-dir", "stacked").code == 0
     assert cli("run", "r.yaml", "--seeds", "2", "--stack", "1", "--runs-dir", "alone").code == 0

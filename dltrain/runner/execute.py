@@ -118,7 +118,7 @@ def record_start(run: RunDir, built: Built, command: list[str], batch: str | Non
 
 
 def record_end(run: RunDir, state, built: Built, learner, outcome: tuple, started: float, earlier_wall: float,
-               request, settles: bool) -> RunResult:
+               request, settles: bool, ranks=None) -> RunResult:
     """After fit: the test pass (a finished run's), summary.json, run.json's final status, on_run_end.
     `outcome` is (status, reason, traceback text or None); `started` when this session began
     (time.time()), `earlier_wall` the wall time of earlier sessions; `ranks` those of a data-parallel run."""

@@ -39,8 +39,14 @@ class StackedSums:
 
     FOLD_EVERY = 16
 
-    def __init__(self, task: str, k: int, device):
+    def __init__(self, task: str, k: int, device, units: list | None = None):
+        """`units`: each member's TargetUnits (its own training split's scale) or None, as its lone
+        run's MetricSums has them: errors (and mse/mae losses) reported in the data's units."""
         self.task, self.count = task, 0
+        self.scale, self.unit_loss = None, None
+        if units and units[0] is not None:
+            self.scale = torch.stack([u.scale.reshape(-1) for u in units]).reshape(k, 1, -1).to(device)
+            self.unit_loss = units[0].loss
         self.loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
         self.extra = (torch.zeros(k, dtype=torch.int64, device=device) if task == "classification"
                       else torch.zeros(k, 2, dtype=torch.float64, device=device))
@@ -59,6 +65,8 @@ class StackedSums:
                 self._fold()
         else:
             err = (output.float() - target).reshape(k, n, -1)
+            if self.scale is not None:
+                err = err * self.scale
             self.extra += torch.stack([err.abs().mean(dim=2).sum(dim=1), err.pow(2).mean(dim=2).sum(dim=1)], dim=1)
 
     @torch.no_grad()
@@ -83,6 +91,8 @@ class StackedSums:
                 row["accuracy"] = more / n
             else:
                 row["mae"], row["rmse"] = more[0] / n, (more[1] / n) ** 0.5
+                if self.unit_loss in ("mse", "mae"):
+                    row["loss"] = more[1] / n if self.unit_loss == "mse" else more[0] / n
             out.append(row)
         return out
 
@@ -181,6 +191,10 @@ class StackedGroup:
         self.device = self.params[0].device
         self.step = 0
 
+    def units(self) -> list:
+        """Each member's TargetUnits (None for class labels or raw targets)."""
+        return [m.state.learner.units for m in self.members]
+
     # -- a member's view ----------------------------------------------------------------------------
 
     def optimizer_slice(self, k: int) -> dict:
@@ -264,7 +278,7 @@ class StackedGroup:
     def train_epoch(self) -> list[dict]:
         self.model.train()
         k = len(self.members)
-        sums = StackedSums(self.task, k, self.device)
+        sums = StackedSums(self.task, k, self.device, self.units())
         norm_sum, norm_count = torch.zeros(k, device=self.device), 0
         pending: list[torch.Tensor] = []
         pending_steps: list[int] = []
@@ -345,7 +359,7 @@ class StackedGroup:
     def evaluate(self) -> list[dict]:
         """Every member on its own validation split, in one pass of the stack."""
         self.model.eval()
-        sums = StackedSums(self.task, len(self.members), self.device)
+        sums = StackedSums(self.task, len(self.members), self.device, self.units())
         for batches in zip(*[iter(m.val_loader) for m in self.members]):
             x = torch.stack([b[0] for b in batches])
             y = torch.stack([b[1] for b in batches])
