@@ -28,7 +28,7 @@ def why_not_stackable(model) -> str | None:
     for block in model.layers:
         if any(True for _ in block.activation.parameters()):
             return "an activation with learned parameters (prelu) is not stacked"
-        if block.dropout is not None and not type(block.dropout) is nn.Dropout:
+        if block.dropout is not None and type(block.dropout) is not nn.Dropout:
             return "alpha_dropout is not stacked"
     return None
 
