@@ -19,6 +19,12 @@ class TargetUnits:
     loss: str | None = None
 
 
+def error_sums(err: torch.Tensor) -> torch.Tensor:
+    """(..., n, columns) regression errors -> (..., 2): [sum of the samples' mean |err|, sum of their
+    mean err^2]. One definition for a lone run's sums and a stack of members' (train/stacked.py)."""
+    return torch.stack([err.abs().mean(dim=-1).sum(dim=-1), err.pow(2).mean(dim=-1).sum(dim=-1)], dim=-1)
+
+
 class MetricSums:
     """Accumulates loss and task metrics over batches without synchronising per batch.
 
@@ -57,8 +63,7 @@ class MetricSums:
             err = output.float() - target
             if self.units is not None:
                 err = err * self.units.scale
-            err = err.reshape(n, -1)
-            self.extra += torch.stack([err.abs().mean(dim=1).sum(), err.pow(2).mean(dim=1).sum()])
+            self.extra += error_sums(err.reshape(n, -1))
 
     @torch.no_grad()
     def _fold(self) -> None:

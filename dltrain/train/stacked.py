@@ -29,6 +29,7 @@ from dltrain.core.status import RunStatus
 from dltrain.core.words import plural
 from dltrain.train.events import FitState, StepEnd, StopTraining, fire
 from dltrain.train.loop import checkpoint_here, fire_end
+from dltrain.train.metrics import error_sums
 from dltrain.train.position import EpochProgress
 
 
@@ -67,7 +68,7 @@ class StackedSums:
             err = (output.float() - target).reshape(k, n, -1)
             if self.scale is not None:
                 err = err * self.scale
-            self.extra += torch.stack([err.abs().mean(dim=2).sum(dim=1), err.pow(2).mean(dim=2).sum(dim=1)], dim=1)
+            self.extra += error_sums(err)
 
     @torch.no_grad()
     def _fold(self) -> None:
